@@ -1,0 +1,46 @@
+# lb-operator — every target installs what it needs; `make test` is what CI runs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONTROLPLANE_BUILD := tools/controlplane/build.sh
+
+.PHONY: setup test lint format unit integration binaries controlplane clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## test: lint, then the unit and integration suites against a real kube-apiserver
+test: lint binaries
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check operator tests bench tools
+	$(BIN)/ruff format --check operator tests bench tools
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff check --fix operator tests bench tools
+	$(BIN)/ruff format operator tests bench tools
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup binaries
+	$(BIN)/pytest tests/integration
+
+## binaries: build (or find cached) kube-apiserver, kubectl and etcd
+binaries:
+	@$(CONTROLPLANE_BUILD) >/dev/null
+
+## controlplane: run a local kube-apiserver + etcd in the foreground; prints `export KUBECONFIG=…`
+controlplane: setup binaries
+	$(BIN)/python -m lb_operator.testing.controlplane --binaries "$$($(CONTROLPLANE_BUILD))"
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
