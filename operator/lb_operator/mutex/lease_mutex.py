@@ -1,0 +1,435 @@
+"""A mutex across processes and nodes, built on ``coordination.k8s.io/v1`` Leases.
+
+Why this exists: cloud load-balancer APIs apply one change at a time per
+load balancer, and the operator runs as several active replicas. An
+in-process lock (what the Terraform provider used) cannot serialize
+replicas; client-go's leader election can, but it polls every few seconds,
+takes over a crashed holder only after a full lease duration plus a poll,
+and hands out no fencing token. This lock:
+
+- acquires by *create*, or by *update carrying the resourceVersion read*
+  (a 409 means another writer won — optimistic concurrency, no server-side lock);
+- waits by watching (one shared watch per process), never by polling, so a
+  release wakes the next waiter within milliseconds;
+- lets only the head of a per-key FIFO queue talk to the API server, so N
+  local waiters cost one contender;
+- bounds every wait by the caller's absolute deadline (``LockTimeout``) and
+  aborts at once on cancellation, never leaving a lease held by a caller who
+  gave up;
+- renews while held and stops the guarded task when the hold may have
+  lapsed (``HoldLost``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from kubernetes.aio import client
+
+from lb_operator.mutex import metrics
+from lb_operator.mutex.errors import LeaseKeyCollision, LockTimeout
+from lb_operator.mutex.hold import Hold
+from lb_operator.mutex.leases import Conflict, LeaseAPI, Missing, Unavailable
+from lb_operator.mutex.records import (
+    KEY_ANNOTATION,
+    LOCK_LABEL,
+    LeaseRecord,
+    key_kind,
+    lease_name,
+    micro_time,
+)
+from lb_operator.mutex.settings import MutexSettings
+from lb_operator.mutex.sweeper import sweep_forever
+from lb_operator.mutex.watch import LeaseWatch, Observed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Told to an ``on_wait`` hook once per wait: the lock is busy and we are queueing."""
+
+    key: str
+    lease_name: str
+    holder: str
+
+
+WaitHook = Callable[[Waiting], Awaitable[None]]
+
+
+@dataclass
+class _LocalQueue:
+    """The per-key FIFO of this process; asyncio.Lock serves waiters in arrival order."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class LeaseMutex:
+    """Per-key locks shared by every process that uses the same namespace.
+
+    One per process; use as ``async with LeaseMutex(...) as mutex:`` (starts
+    the shared watch and the sweeper, and stops them on exit)::
+
+        async with mutex.hold("lb/<uuid>", deadline=loop.time() + 30) as held:
+            held.check()
+            ...  # the guarded work; held.fencing_token orders the holders
+    """
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        identity: str,
+        settings: MutexSettings | None = None,
+        *,
+        sweep: bool = True,
+    ) -> None:
+        if not identity:
+            raise ValueError("identity must name this process's pod (e.g. its pod name)")
+        self.settings = settings or MutexSettings()
+        # The random part tells apart two lives of one pod name (a restart).
+        self.identity = f"{identity}/{secrets.token_hex(4)}"
+        self.namespace = namespace
+        self.api = LeaseAPI(api_client, namespace, self.settings.request_timeout)
+        self.watch = LeaseWatch(self.api, self.settings)
+        self._queues: dict[str, _LocalQueue] = {}
+        self._sweep = sweep
+        self._sweeper: asyncio.Task[None] | None = None
+        self._hooks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> LeaseMutex:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        """Start the shared watch (and the sweeper); called by ``async with`` or the first use."""
+        self.watch.start()
+        if self._sweep and self._sweeper is None:
+            self._sweeper = asyncio.create_task(
+                sweep_forever(self.api, self.watch, self.settings, self.is_busy), name="lease-sweeper"
+            )
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._sweeper, *self._hooks) if t is not None]
+        self._sweeper = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.watch.stop()
+
+    def is_busy(self, key_or_name: str) -> bool:
+        """True while a task of this process holds or waits for the lock (by key or Lease name)."""
+        return any(key == key_or_name or lease_name(key) == key_or_name for key in self._queues)
+
+    def hold(
+        self,
+        key: str,
+        *,
+        deadline: float,
+        owner: dict[str, Any] | None = None,
+        on_wait: WaitHook | None = None,
+    ) -> _HoldContext:
+        """Wait for lock ``key`` until ``deadline`` (event-loop time); use with ``async with``.
+
+        Raises ``LockTimeout`` at the deadline. ``owner`` is an owner reference
+        put on the Lease when it is created (same namespace only: a
+        cross-namespace owner makes the garbage collector delete the Lease).
+        ``on_wait`` is called once if the lock is busy, e.g. to post an Event.
+        """
+        return _HoldContext(self, key, deadline, owner, on_wait)
+
+    async def try_hold(self, key: str, *, owner: dict[str, Any] | None = None) -> Hold | None:
+        """Take lock ``key`` if it is free right now, else return ``None``; never waits for a holder."""
+        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout
+        return await self._acquire(key, deadline, owner, None, wait=False)
+
+    # -- acquisition -----------------------------------------------------------------------------
+
+    async def _acquire(
+        self, key: str, deadline: float, owner: dict[str, Any] | None, on_wait: WaitHook | None, *, wait: bool
+    ) -> Hold | None:
+        name = lease_name(key)
+        kind = key_kind(key)
+        self.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        queue = self._queues.setdefault(key, _LocalQueue())
+        queue.users += 1
+        hold: Hold | None = None
+        locked = False
+        try:
+            if queue.lock.locked():
+                if not wait:
+                    return None
+                self._notify(on_wait, Waiting(key, name, f"{self.identity} (another task of this process)"))
+                on_wait = None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await queue.lock.acquire()
+            except TimeoutError:
+                raise LockTimeout(
+                    key, self.identity, loop.time() - started, "queued behind local tasks"
+                ) from None
+            locked = True
+            hold = await self._contend(key, name, kind, started, deadline, owner, on_wait, wait=wait)
+            return hold
+        except LockTimeout:
+            metrics.TIMEOUTS.labels(kind=kind).inc()
+            metrics.WAIT_SECONDS.labels(kind=kind).observe(loop.time() - started)
+            raise
+        finally:
+            if hold is None:
+                if locked:
+                    queue.lock.release()
+                self._leave(key)
+
+    def _leave(self, key: str) -> None:
+        queue = self._queues.get(key)
+        if queue is not None:
+            queue.users -= 1
+            if queue.users <= 0:
+                del self._queues[key]
+
+    def _release_local(self, key: str) -> None:
+        queue = self._queues.get(key)
+        if queue is not None:
+            queue.lock.release()
+        self._leave(key)
+
+    async def _contend(
+        self,
+        key: str,
+        name: str,
+        kind: str,
+        started: float,
+        deadline: float,
+        owner: dict[str, Any] | None,
+        on_wait: WaitHook | None,
+        *,
+        wait: bool,
+    ) -> Hold | None:
+        """The head of the local queue against the API server, until it holds or gives up."""
+        loop = asyncio.get_running_loop()
+        backoff = self.settings.retry_initial
+        force_read = False
+        holder_seen: str | None = None
+        last_error: str | None = None
+        write_in_doubt = False  # a write may have landed without us seeing the answer
+        try:
+            while True:
+                now = loop.time()
+                if now >= deadline:
+                    raise LockTimeout(key, holder_seen, now - started, last_error)
+                try:
+                    from_cache = self.watch.synced and not force_read
+                    observed = await self._read(name, kind, deadline, force=force_read)
+                    force_read = False
+                    record = observed.record if observed else None
+                    if record is not None and record.key not in (None, key):
+                        raise LeaseKeyCollision(
+                            f"keys {key!r} and {record.key!r} share Lease {name!r}; use keys that differ "
+                            "in more than punctuation"
+                        )
+                    if (
+                        observed is not None
+                        and record is not None
+                        and record.holder not in (None, self.identity)
+                        and loop.time() < observed.expires_at()
+                    ):
+                        holder_seen = record.holder
+                        if not wait:
+                            if from_cache:  # the cache may trail a release by milliseconds: ask once
+                                force_read = True
+                                continue
+                            return None
+                        self._notify(on_wait, Waiting(key, name, record.holder))
+                        on_wait = None
+                        await self.watch.wait_for_change(
+                            name, record.resource_version, min(deadline, observed.expires_at())
+                        )
+                        force_read = not self.watch.synced
+                        continue
+                    sent = loop.time()
+                    write_in_doubt = True
+                    written = await self._write_acquire(key, name, kind, observed, owner, deadline - sent)
+                except Conflict:
+                    force_read = True
+                    continue
+                except Unavailable as error:
+                    last_error = str(error)
+                    force_read = True
+                    pause = min(backoff, max(0.0, deadline - loop.time()))
+                    backoff = min(backoff * 2, self.settings.retry_max)
+                    await asyncio.sleep(pause)
+                    continue
+                write_in_doubt = False
+                self.watch.observe(written)
+                self._count_acquisition(kind, record, observed, started, sent)
+                return Hold(self, key, written, sent, lambda: self._release_local(key))
+        except BaseException:
+            if write_in_doubt:
+                # Cancelled or timed out while our write was in flight: it may have
+                # landed. Release whatever is ours, shielded from the cancellation.
+                await asyncio.shield(asyncio.create_task(self._clear_if_ours(key, name, kind)))
+            raise
+
+    async def _read(self, name: str, kind: str, deadline: float, *, force: bool) -> Observed | None:
+        if self.watch.synced and not force:
+            return self.watch.get(name)
+        try:
+            obj = await self.api.get(name, kind, budget=deadline - asyncio.get_running_loop().time())
+        except Missing:
+            self.watch.forget(name)
+            return None
+        return self.watch.observe(obj)
+
+    async def _write_acquire(
+        self,
+        key: str,
+        name: str,
+        kind: str,
+        observed: Observed | None,
+        owner: dict[str, Any] | None,
+        budget: float,
+    ) -> dict[str, Any]:
+        now = micro_time()
+        spec = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": self.settings.lease_duration,
+            "acquireTime": now,
+            "renewTime": now,
+        }
+        if observed is None:
+            metadata: dict[str, Any] = {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": {LOCK_LABEL: "true"},
+                "annotations": {KEY_ANNOTATION: key},
+            }
+            if owner is not None:
+                metadata["ownerReferences"] = [owner]
+            body: dict[str, Any] = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": metadata,
+            }
+            body["spec"] = {**spec, "leaseTransitions": 1}
+            return await self.api.create(body, kind, budget=budget)
+        body = copy.deepcopy(observed.record.raw)
+        body["spec"] = {**body.get("spec", {}), **spec, "leaseTransitions": observed.record.transitions + 1}
+        body["metadata"].setdefault("annotations", {})[KEY_ANNOTATION] = key
+        return await self.api.replace(body, kind, budget=budget)
+
+    def _count_acquisition(
+        self, kind: str, record: LeaseRecord | None, observed: Observed | None, started: float, sent: float
+    ) -> None:
+        metrics.ACQUISITIONS.labels(kind=kind).inc()
+        metrics.WAIT_SECONDS.labels(kind=kind).observe(sent - started)
+        if record is not None and observed is not None and record.transitions > 0:
+            if record.holder is None:
+                metrics.HANDOVERS.labels(kind=kind, how="released").inc()
+            elif record.holder != self.identity:
+                metrics.HANDOVERS.labels(kind=kind, how="expired").inc()
+
+    def _notify(self, hook: WaitHook | None, waiting: Waiting) -> None:
+        """Run the caller's wait hook beside the wait: it must neither block nor break the lock."""
+        if hook is None:
+            return
+
+        async def run() -> None:
+            try:
+                await hook(waiting)
+            except Exception:
+                logger.exception("on_wait hook failed for %s", waiting.key)
+
+        task = asyncio.create_task(run(), name=f"on_wait {waiting.lease_name}")
+        self._hooks.add(task)
+        task.add_done_callback(self._hooks.discard)
+
+    # -- release ---------------------------------------------------------------------------------
+
+    async def clear_holder(self, key: str, obj: dict[str, Any], transitions: int) -> None:
+        """Clear our holder identity, version-checked; on 409 re-read and clear only if still ours."""
+        name, kind = lease_name(key), key_kind(key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.release_timeout
+        backoff = self.settings.retry_initial
+        current: dict[str, Any] | None = obj
+        while loop.time() < deadline:
+            try:
+                if current is None:
+                    current = await self.api.get(name, kind, budget=deadline - loop.time())
+                    self.watch.observe(current)
+                spec = current.get("spec") or {}
+                if (
+                    spec.get("holderIdentity") != self.identity
+                    or int(spec.get("leaseTransitions") or 0) != transitions
+                ):
+                    return  # no longer ours: nothing to release
+                body = copy.deepcopy(current)
+                body["spec"]["holderIdentity"] = None
+                body["spec"]["renewTime"] = micro_time()
+                self.watch.observe(await self.api.replace(body, kind, budget=deadline - loop.time()))
+                return
+            except Conflict:
+                current = None
+            except Missing:
+                return
+            except Unavailable as error:
+                logger.info("releasing %s failed (%s); retrying until the release timeout", name, error)
+                current = None
+                await asyncio.sleep(min(backoff, max(0.0, deadline - loop.time())))
+                backoff = min(backoff * 2, self.settings.retry_max)
+        logger.warning(
+            "could not release %s in %ss; it expires by itself", name, self.settings.release_timeout
+        )
+
+    async def _clear_if_ours(self, key: str, name: str, kind: str) -> None:
+        try:
+            obj = await self.api.get(name, kind)
+        except (Missing, Unavailable):
+            return  # absent, or unknowable: a lease we may hold expires by itself
+        spec = obj.get("spec") or {}
+        if spec.get("holderIdentity") == self.identity:
+            await self.clear_holder(key, obj, int(spec.get("leaseTransitions") or 0))
+
+
+class _HoldContext:
+    """``async with mutex.hold(...) as held``: acquire on entry, release (and report loss) on exit."""
+
+    def __init__(
+        self,
+        mutex: LeaseMutex,
+        key: str,
+        deadline: float,
+        owner: dict[str, Any] | None,
+        on_wait: WaitHook | None,
+    ) -> None:
+        self._args = (mutex, key, deadline, owner, on_wait)
+        self._hold: Hold | None = None
+
+    async def __aenter__(self) -> Hold:
+        mutex, key, deadline, owner, on_wait = self._args
+        hold = await mutex._acquire(key, deadline, owner, on_wait, wait=True)
+        assert hold is not None, "a waiting acquire returns a hold or raises"
+        self._hold = hold
+        return hold
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._hold is not None:
+            await self._hold.__aexit__(exc_type, exc, tb)

@@ -1,0 +1,72 @@
+"""Timings of the Lease mutex, checked once so the algorithm never has to doubt them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class MutexSettings(BaseModel):
+    """How long a hold lasts without renewal, how often it is renewed, and the housekeeping.
+
+    Invariant, checked at construction: ``lease_duration`` > ``renew_deadline``
+    > ``renew_interval`` > 0. A holder gives up (``HoldLost``) at the renew
+    deadline, while others may take over only after the full duration: the
+    difference is the safety margin for clock-rate drift and scheduling delay.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lease_duration: int = Field(
+        default=15,
+        ge=1,
+        description="Seconds: a lease not renewed for this long (by the observer's clock) is free.",
+    )
+    renew_deadline: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds: a holder that could not renew for this long treats the hold as lost.",
+    )
+    renew_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between renewals while a lock is held."
+    )
+    request_timeout: float = Field(default=5.0, gt=0, description="Seconds: upper bound of one API request.")
+    retry_initial: float = Field(
+        default=0.05,
+        gt=0,
+        description="Seconds: first back-off after an API error while acquiring; doubles each time.",
+    )
+    retry_max: float = Field(
+        default=1.0, gt=0, description="Seconds: longest back-off between acquire attempts."
+    )
+    watch_timeout: int = Field(
+        default=300,
+        ge=10,
+        description="Seconds: the server ends each watch after this long; it is then resumed.",
+    )
+    watch_backoff_max: float = Field(
+        default=5.0, gt=0, description="Seconds: longest pause before re-establishing a watch."
+    )
+    release_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds: bound on releasing a lease on exit; past it the lease expires by itself.",
+    )
+    sweep_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between sweeps for idle lock Leases."
+    )
+    sweep_idle_after: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds a lock Lease must stay free and unchanged before the sweeper deletes it.",
+    )
+
+    @model_validator(mode="after")
+    def _timings_are_ordered(self) -> MutexSettings:
+        if not self.lease_duration > self.renew_deadline > self.renew_interval:
+            raise ValueError(
+                "need lease_duration > renew_deadline > renew_interval, got "
+                f"{self.lease_duration} > {self.renew_deadline} > {self.renew_interval}"
+            )
+        if self.retry_initial > self.retry_max:
+            raise ValueError(f"need retry_initial <= retry_max, got {self.retry_initial} > {self.retry_max}")
+        return self
