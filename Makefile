@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONTROLPLANE_BUILD := tools/controlplane/build.sh
 
-.PHONY: setup test lint format unit integration binaries controlplane clean
+.PHONY: setup test lint format unit integration binaries controlplane bench-mutex clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,10 @@ binaries:
 ## controlplane: run a local kube-apiserver + etcd in the foreground; prints `export KUBECONFIG=…`
 controlplane: setup binaries
 	$(BIN)/python -m lb_operator.testing.controlplane --binaries "$$($(CONTROLPLANE_BUILD))"
+
+## bench-mutex: the Lease mutex's overhead, hand-over and take-over next to their baselines (~2 min)
+bench-mutex: setup binaries
+	$(BIN)/python bench/mutex_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
