@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from lb_operator import __version__
@@ -14,8 +15,67 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cloud load balancers as Kubernetes objects, serialized per load balancer.",
     )
     parser.add_argument("--version", action="version", version=f"lb-operator {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_simulator(commands)
     return parser
+
+
+def _add_simulator(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = commands.add_parser(
+        "simulator",
+        help="serve the embedded cloud load-balancer API (cloudscale v1 paths) in the foreground",
+        description="Serve the simulated cloudscale v1 load-balancer API until SIGINT/SIGTERM. "
+        "It allows one change per load balancer at a time; see docs/backends.md.",
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    sim.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (default: %(default)s)")
+    sim.add_argument("--latency", type=float, default=0.2, help="seconds per change (default: %(default)s)")
+    sim.add_argument(
+        "--lb-ready-delay",
+        type=float,
+        default=1.0,
+        help="seconds a new load balancer stays `changing` (default: %(default)s)",
+    )
+    sim.add_argument(
+        "--mode",
+        choices=("reject", "serialize"),
+        default="reject",
+        help="overlapping changes on one load balancer: 409 or queue (default: %(default)s)",
+    )
+    sim.add_argument("--state", metavar="FILE", help="JSON file that keeps the state across restarts")
+    sim.add_argument("--fault-500", type=float, default=0.0, metavar="P", help="probability of a 500")
+    sim.add_argument("--fault-hang", type=float, default=0.0, metavar="P", help="probability of a hang")
+    sim.add_argument("--seed", type=int, help="seed of the fault dice (default: random)")
+    sim.add_argument("--token", help="bearer token every request must carry (default: none)")
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    # Imported on use: the other subcommands need no HTTP server.
+    from pydantic import ValidationError
+
+    from lb_operator import simulator
+
+    try:
+        settings = simulator.SimulatorSettings(
+            host=args.host,
+            port=args.port,
+            latency=args.latency,
+            lb_ready_delay=args.lb_ready_delay,
+            mode=args.mode,
+            state_file=args.state,
+            fault_500=args.fault_500,
+            fault_hang=args.fault_hang,
+            seed=args.seed,
+            token=args.token,
+        )
+    except ValidationError as exc:
+        print(f"lb-operator simulator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return simulator.run(settings)
+    except OSError as exc:  # e.g. the port is taken: one line, not a traceback
+        print(f"lb-operator simulator: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,4 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "simulator":
+        return _simulator(args)
     return 0

@@ -1,0 +1,92 @@
+"""How to reach one cloudscale.ch account: checked once at construction, the token read at open."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+DEFAULT_BASE_URL = "https://api.cloudscale.ch/v1"
+DEFAULT_TOKEN_ENV = "CLOUDSCALE_API_TOKEN"
+
+
+class CloudscaleSettings(BaseModel):
+    """Where the API is, where its token comes from, and how long a request may take.
+
+    The token comes from, in this order: ``token`` (tests), ``token_file``
+    (a mounted Secret: the usual way in a cluster), the environment variable
+    named by ``token_env``. It is never logged, and validation errors never
+    echo their input (``hide_input_in_errors``), so a misconfiguration cannot
+    print it either.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        description="URL of the v1 API; default the public cloudscale.ch API. The simulator serves /v1 too.",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="The API token itself. Prefer token_file or token_env, which keep it out of config.",
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="File holding the token (e.g. a mounted Secret); read when the client opens; "
+        "surrounding whitespace is ignored. Default: unset.",
+    )
+    token_env: str = Field(
+        default=DEFAULT_TOKEN_ENV,
+        min_length=1,
+        description="Environment variable holding the token when neither token nor token_file is set.",
+    )
+    request_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds: bound on one request, from sending it to the end of the answer.",
+    )
+    connect_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds: bound on opening a connection (counts toward request_timeout).",
+    )
+    connection_limit: int = Field(
+        default=10, ge=1, description="Connections the client keeps open to the API at most."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CloudscaleSettings:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        if self.connect_timeout > self.request_timeout:
+            raise ValueError(
+                "need connect_timeout <= request_timeout, "
+                f"got {self.connect_timeout} > {self.request_timeout}"
+            )
+        return self
+
+    def read_token(self) -> SecretStr:
+        """The token from the first configured source. Blocking (it may read a file): call it at start-up
+        or through ``asyncio.to_thread``.
+
+        Raises ``ValueError`` naming the source that was tried — never its content.
+        """
+        if self.token is not None:
+            value = self.token.get_secret_value().strip()
+            source = "the token setting"
+        elif self.token_file is not None:
+            try:
+                value = self.token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"cannot read the cloudscale API token from {self.token_file}: {exc.strerror}; "
+                    "mount the Secret there or set token_file to where it is"
+                ) from None
+            source = f"the file {self.token_file}"
+        else:
+            value = os.environ.get(self.token_env, "").strip()
+            source = f"the environment variable {self.token_env}"
+        if not value:
+            raise ValueError(f"no cloudscale API token in {source}; put the token there")
+        return SecretStr(value)
