@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONTROLPLANE_BUILD := tools/controlplane/build.sh
 
-.PHONY: setup test lint format unit integration binaries controlplane crds bench-mutex clean
+.PHONY: setup test lint format unit integration binaries controlplane crds demo bench-mutex clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ integration: setup binaries
 ## binaries: build (or find cached) kube-apiserver, kubectl and etcd
 binaries:
 	@$(CONTROLPLANE_BUILD) >/dev/null
+
+## demo: control plane + simulator + operator, apply examples/demo/, watch it become Ready (LBOP_KUBECONFIG: use that cluster)
+demo: setup binaries
+	$(BIN)/python -m lb_operator.testing.demo
 
 ## crds: regenerate crds/ from operator/lb_operator/api/kinds.py (a test fails when crds/ is stale)
 crds: setup

@@ -17,7 +17,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lb-operator {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_simulator(commands)
+    commands.add_parser(
+        "run",
+        help="run the operator in the foreground (settings from LBOP_* variables, see docs/operations.md)",
+        description="Reconcile LoadBalancer, pool, member, listener and health-monitor objects in all "
+        "namespaces until SIGINT/SIGTERM. Settings come from LBOP_* environment variables.",
+    )
     return parser
+
+
+def _run() -> int:
+    # Imported on use: Kopf is heavy, and `simulator` does not need it.
+    import asyncio
+    import logging
+
+    import kopf
+
+    from lb_operator.handlers import register
+    from lb_operator.settings import OperatorSettings, SettingsError
+
+    try:
+        settings = OperatorSettings.from_env()  # fail before connecting to anything
+    except SettingsError as error:
+        print(f"lb-operator run: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    registry = kopf.OperatorRegistry()
+    register(registry)
+    namespaces = settings.watch_namespaces
+    asyncio.run(
+        kopf.operator(registry=registry, clusterwide=not namespaces, namespaces=namespaces, standalone=True)
+    )
+    return 0
 
 
 def _add_simulator(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,4 +117,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "simulator":
         return _simulator(args)
+    if args.command == "run":
+        return _run()
     return 0

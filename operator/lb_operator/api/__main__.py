@@ -1,4 +1,4 @@
-"""``python -m lb_operator.api [DIR]`` (``make crds``): write the CRD manifests into DIR (default ``crds``)."""
+"""``python -m lb_operator.api [DIR]`` (``make crds``): write the CRD manifests into DIR (default crds)."""
 
 from __future__ import annotations
 

@@ -156,6 +156,36 @@ class LeaseMutex:
         deadline = asyncio.get_running_loop().time() + self.settings.request_timeout
         return await self._acquire(key, deadline, owner, None, wait=False)
 
+    async def discard(self, key: str, deadline: float | None = None) -> bool:
+        """Delete the Lease of ``key`` once nobody holds it (its parent is gone); True if it is gone.
+
+        Waits for a current holder to release until ``deadline`` (event-loop
+        time; default: do not wait). Version-checked, so a Lease acquired
+        meanwhile survives; the sweeper removes whatever this misses.
+        """
+        name, kind = lease_name(key), key_kind(key)
+        loop = asyncio.get_running_loop()
+        until = loop.time() if deadline is None else deadline
+        while not self.is_busy(key):
+            try:
+                observed = self.watch.observe(await self.api.get(name, kind))
+                record = observed.record
+                if record.holder is None or loop.time() >= observed.expires_at():
+                    await self.api.delete(name, record.resource_version, kind)
+                    self.watch.forget(name)
+                    return True
+            except Missing:
+                self.watch.forget(name)
+                return True
+            except Conflict:
+                continue  # changed since we read it: look again
+            except Unavailable:
+                return False
+            if loop.time() >= until:
+                return False
+            await self.watch.wait_for_change(name, record.resource_version, min(until, observed.expires_at()))
+        return False
+
     # -- acquisition -----------------------------------------------------------------------------
 
     async def _acquire(

@@ -1,0 +1,161 @@
+"""Kopf handlers: thin. Each turns a Kopf call into one reconcile, and its outcome into status and Events.
+
+Every kind gets the same four: create, update and resume (so a restarted
+replica picks up everything) all reconcile; delete removes the cloud object
+before Kopf lets the finalizer go.
+
+Deadlines: Kopf never cancels a running handler by itself, so each attempt
+carries its own deadline (``handler_timeout``); the lock wait gets what is
+left of it. Past it the attempt ends with ``kopf.TemporaryError`` and Kopf
+retries later, with back-off; nothing is failed for good by a slow lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import kopf
+
+from lb_operator.api import ALL_KINDS, GROUP, VERSION
+from lb_operator.cloud import Busy, CloudError, Invalid, NotFound
+from lb_operator.handlers import status
+from lb_operator.handlers.runtime import close_context, open_context
+from lb_operator.mutex import HoldLost, LockTimeout
+from lb_operator.reconcile import engine
+from lb_operator.reconcile.engine import Context, ParentNotReady
+from lb_operator.reconcile.kinds import ADAPTERS
+from lb_operator.reconcile.resources import Resource
+
+logger = logging.getLogger(__name__)
+
+
+def _backoff(ctx: Context, retry: int) -> float:
+    return float(min(ctx.settings.retry_delay * 2 ** min(retry, 10), ctx.settings.retry_delay_max))
+
+
+def _reference(obj: Resource) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": obj.kind,
+        "metadata": {"name": obj.name, "namespace": obj.namespace, "uid": obj.uid},
+    }
+
+
+def post_event(obj: Resource, type_: str, reason: str, message: str) -> None:
+    kopf.event(_reference(obj), type=type_, reason=reason, message=message)  # type: ignore[arg-type]
+
+
+def _deadline(ctx: Context) -> float:
+    return asyncio.get_running_loop().time() + ctx.settings.handler_timeout
+
+
+async def on_change(
+    body: Mapping[str, Any], patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any
+) -> None:
+    """Create, update, resume: make the cloud match the spec, then report it in status."""
+    ctx: Context = memo["context"]
+    obj = Resource.from_body(body)
+    adapter = ADAPTERS[obj.kind]
+    try:
+        outcome = await engine.reconcile(adapter, ctx, obj, _deadline(ctx))
+    except ParentNotReady as error:
+        status.write(
+            patch,
+            obj,
+            ready=(False, "ParentNotReady", str(error)),
+            synced=(False, "ParentNotReady", str(error)),
+        )
+        raise kopf.TemporaryError(str(error), delay=_backoff(ctx, retry)) from None
+    except Invalid as error:
+        status.write(
+            patch,
+            obj,
+            ready=(False, "CloudRejected", str(error)),
+            synced=(False, "CloudRejected", str(error)),
+        )
+        post_event(obj, "Warning", "CloudRejected", str(error))
+        raise kopf.PermanentError(f"the cloud rejected the spec: {error}") from None
+    except (Busy, LockTimeout, HoldLost, CloudError) as error:
+        reason = type(error).__name__
+        status.write(patch, obj, ready=None, synced=(False, reason, str(error)))
+        post_event(obj, "Warning", reason, str(error))
+        raise kopf.TemporaryError(str(error), delay=_backoff(ctx, retry)) from None
+    status.write(
+        patch,
+        obj,
+        ready=(outcome.ready, outcome.reason, outcome.message),
+        synced=(True, "Reconciled", "the last reconciliation succeeded"),
+        fields=outcome.status,
+    )
+    if not outcome.ready:
+        raise kopf.TemporaryError(outcome.message, delay=ctx.settings.ready_poll)
+
+
+async def on_delete(body: Mapping[str, Any], retry: int, memo: kopf.Memo, **_: Any) -> None:
+    """Delete the cloud object; one already gone is success, so the finalizer never hangs on it."""
+    ctx: Context = memo["context"]
+    obj = Resource.from_body(body)
+    try:
+        await engine.delete(ADAPTERS[obj.kind], ctx, obj, _deadline(ctx))
+    except (CloudError, LockTimeout, HoldLost) as error:
+        post_event(obj, "Warning", f"DeleteFailed{type(error).__name__}", str(error))
+        raise kopf.TemporaryError(str(error), delay=_backoff(ctx, retry)) from None
+    await _discard_locks_of_gone_parents(ctx, obj)
+
+
+async def _discard_locks_of_gone_parents(ctx: Context, obj: Resource) -> None:
+    """Delete the lock Leases of a load balancer (and pool) that no longer exist in the cloud.
+
+    Every deletion checks, so whichever of an LB and its children finishes
+    last removes the Lease, whatever order Kubernetes deleted them in.
+    """
+    if ctx.mutex is None:
+        return
+    lb = obj.status.get("uuid") if obj.kind == "LoadBalancer" else obj.status.get("loadBalancerUUID")
+    pool = obj.status.get("uuid") if obj.kind == "LoadBalancerPool" else obj.status.get("poolUUID")
+    parents: list[tuple[str, Callable[[str], Awaitable[object]], str]] = []
+    if lb:
+        parents.append((f"lb/{lb}", ctx.cloud.get_load_balancer, str(lb)))
+    if pool:
+        parents.append((f"pool/{pool}", ctx.cloud.get_pool, str(pool)))
+    for key, read, uuid in parents:
+        try:
+            await read(uuid)
+        except NotFound:
+            await ctx.mutex.discard(key, _deadline(ctx))
+        except CloudError:
+            pass  # unknown: the sweeper removes an idle Lease later
+
+
+async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.posting.level = logging.WARNING  # our own Events say what matters; Kopf's info lines would flood
+    settings.peering.standalone = True  # active-active replicas: Kopf peering would freeze equal peers
+    memo["context"] = await open_context(post_event)
+
+
+async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    context = memo.get("context")
+    if context is not None:
+        await close_context(context)
+
+
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the service account; elsewhere: the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Register every handler of every kind on ``registry``."""
+    kopf.on.login(registry=registry)(login)
+    kopf.on.startup(registry=registry)(on_startup)
+    kopf.on.cleanup(registry=registry)(on_cleanup)
+    for kind in ALL_KINDS:
+        for event in (kopf.on.create, kopf.on.update, kopf.on.resume):
+            event(GROUP, VERSION, kind.plural, registry=registry, id="reconcile")(on_change)
+        kopf.on.delete(GROUP, VERSION, kind.plural, registry=registry, id="delete")(on_delete)

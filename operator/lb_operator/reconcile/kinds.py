@@ -1,0 +1,373 @@
+"""The five kinds as adapters of the shared reconcile flow: what to create, compare and lock."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from lb_operator.cloud import NotFound
+from lb_operator.cloud.models import (
+    HealthMonitor,
+    HealthMonitorSpec,
+    HealthMonitorUpdate,
+    HttpCheckSpec,
+    HttpCheckUpdate,
+    Listener,
+    ListenerSpec,
+    ListenerUpdate,
+    LoadBalancer,
+    LoadBalancerSpec,
+    LoadBalancerUpdate,
+    Member,
+    MemberSpec,
+    MemberUpdate,
+    Pool,
+    PoolSpec,
+    PoolUpdate,
+    VipAddressSpec,
+)
+from lb_operator.reconcile.engine import UID_TAG, Context, Outcome, Parent, ParentNotReady, wanted_tags
+from lb_operator.reconcile.resources import Resource
+
+U = TypeVar("U", bound=BaseModel)
+
+IN_SYNC = ("Reconciled", "the cloud object matches the spec")
+
+
+def diff(update: type[U], current: BaseModel, wanted: dict[str, Any]) -> U | None:
+    """The update that sets every wanted field differing from ``current``; ``None`` values are not wanted."""
+    changed = {
+        name: value for name, value in wanted.items() if value is not None and getattr(current, name) != value
+    }
+    return update(**changed) if changed else None
+
+
+def _first(found: list[Any]) -> Any | None:
+    return found[0] if found else None
+
+
+def _pool_of(parent: Parent | None) -> str:
+    if parent is None or parent.pool is None:
+        raise ParentNotReady("the pool of this object is not known yet")
+    return parent.pool
+
+
+class LoadBalancers:
+    """LoadBalancer: created without a lock (nothing can conflict yet); locked to update and delete."""
+
+    kind = "LoadBalancer"
+
+    def lock_key(self, ctx: Context, parent: Parent | None, current: LoadBalancer | None) -> str | None:
+        return f"lb/{current.uuid}" if current is not None else None
+
+    async def parent(self, ctx: Context, obj: Resource) -> Parent | None:
+        return None
+
+    async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> LoadBalancer | None:
+        uuid = obj.status.get("uuid")
+        if uuid:
+            try:
+                return await ctx.cloud.get_load_balancer(str(uuid))
+            except NotFound:
+                pass  # removed behind our back: look for ours by tag, else create it again
+        found: LoadBalancer | None = _first(await ctx.cloud.list_load_balancers(tags={UID_TAG: obj.uid}))
+        return found
+
+    async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> LoadBalancer:
+        vips = [
+            VipAddressSpec(subnet=vip["subnetUUID"], address=vip.get("address"))
+            for vip in obj.spec.get("vipAddresses") or []
+        ]
+        spec = LoadBalancerSpec(
+            name=obj.cloud_name,
+            flavor=obj.spec.get("flavor", "lb-standard"),
+            zone=obj.spec["zone"],
+            vip_addresses=vips or None,
+            tags=wanted_tags(obj),
+        )
+        return await ctx.cloud.create_load_balancer(spec)
+
+    def changes(self, obj: Resource, current: LoadBalancer) -> LoadBalancerUpdate | None:
+        return diff(LoadBalancerUpdate, current, {"name": obj.cloud_name, "tags": wanted_tags(obj)})
+
+    async def update(self, ctx: Context, current: LoadBalancer, changes: LoadBalancerUpdate) -> None:
+        await ctx.cloud.update_load_balancer(current.uuid, changes)
+
+    async def delete(self, ctx: Context, obj: Resource, current: LoadBalancer) -> None:
+        await ctx.cloud.delete_load_balancer(current.uuid)
+
+    def outcome(self, obj: Resource, current: LoadBalancer, parent: Parent | None) -> Outcome:
+        status = {
+            "uuid": current.uuid,
+            "cloudStatus": current.status,
+            "vipAddresses": [
+                {"address": v.address, "subnetUUID": v.subnet.uuid} for v in current.vip_addresses
+            ],
+        }
+        if current.status == "running":
+            return Outcome(status, True, *IN_SYNC)
+        return Outcome(
+            status, False, "Provisioning", f"the cloud is building the load balancer ({current.status})"
+        )
+
+
+class Pools:
+    """LoadBalancerPool: every change locked on its load balancer."""
+
+    kind = "LoadBalancerPool"
+
+    def lock_key(self, ctx: Context, parent: Parent | None, current: Pool | None) -> str | None:
+        if parent is None or ctx.settings.scope_of(self.kind) == "none":
+            return None
+        return f"lb/{parent.load_balancer}"
+
+    async def parent(self, ctx: Context, obj: Resource) -> Parent:
+        ref = obj.spec.get("loadBalancerRef")
+        if ref:
+            lb = await ctx.resources.get("LoadBalancer", obj.namespace, ref["name"])
+            if lb is None:
+                raise ParentNotReady(f"LoadBalancer {obj.namespace}/{ref['name']} does not exist (yet)")
+            if not lb.is_ready() or not lb.status.get("uuid"):
+                raise ParentNotReady(f"LoadBalancer {obj.namespace}/{ref['name']} is not Ready yet")
+            return Parent(load_balancer=str(lb.status["uuid"]))
+        uuid = str(obj.spec["loadBalancerUUID"])
+        try:
+            cloud_lb = await ctx.cloud.get_load_balancer(uuid)
+        except NotFound:
+            raise ParentNotReady(f"load balancer {uuid} does not exist in the cloud") from None
+        if cloud_lb.status != "running":
+            raise ParentNotReady(f"load balancer {uuid} is {cloud_lb.status}, not running yet")
+        return Parent(load_balancer=uuid)
+
+    async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> Pool | None:
+        uuid = obj.status.get("uuid")
+        if uuid:
+            try:
+                return await ctx.cloud.get_pool(str(uuid))
+            except NotFound:
+                pass
+        found: Pool | None = _first(await ctx.cloud.list_pools(tags={UID_TAG: obj.uid}))
+        return found
+
+    async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> Pool:
+        assert parent is not None
+        spec = PoolSpec(
+            name=obj.cloud_name,
+            load_balancer=parent.load_balancer,
+            algorithm=obj.spec["algorithm"],
+            protocol=obj.spec["protocol"],
+            tags=wanted_tags(obj),
+        )
+        return await ctx.cloud.create_pool(spec)
+
+    def changes(self, obj: Resource, current: Pool) -> PoolUpdate | None:
+        return diff(PoolUpdate, current, {"name": obj.cloud_name, "tags": wanted_tags(obj)})
+
+    async def update(self, ctx: Context, current: Pool, changes: PoolUpdate) -> None:
+        await ctx.cloud.update_pool(current.uuid, changes)
+
+    async def delete(self, ctx: Context, obj: Resource, current: Pool) -> None:
+        await ctx.cloud.delete_pool(current.uuid)
+
+    def outcome(self, obj: Resource, current: Pool, parent: Parent | None) -> Outcome:
+        return Outcome({"uuid": current.uuid, "loadBalancerUUID": current.load_balancer.uuid}, True, *IN_SYNC)
+
+
+class _PoolChild:
+    """What members, listeners and health monitors share: a pool parent and the configurable lock scope."""
+
+    kind = ""
+
+    def lock_key(self, ctx: Context, parent: Parent | None, current: object) -> str | None:
+        scope = ctx.settings.scope_of(self.kind)
+        if parent is None or scope == "none":
+            return None
+        return f"pool/{parent.pool}" if scope == "pool" else f"lb/{parent.load_balancer}"
+
+    async def parent(self, ctx: Context, obj: Resource) -> Parent:
+        ref = obj.spec.get("poolRef")
+        if ref:
+            pool = await ctx.resources.get("LoadBalancerPool", obj.namespace, ref["name"])
+            if pool is None:
+                raise ParentNotReady(f"LoadBalancerPool {obj.namespace}/{ref['name']} does not exist (yet)")
+            if not pool.is_ready() or not pool.status.get("uuid") or not pool.status.get("loadBalancerUUID"):
+                raise ParentNotReady(f"LoadBalancerPool {obj.namespace}/{ref['name']} is not Ready yet")
+            return Parent(load_balancer=str(pool.status["loadBalancerUUID"]), pool=str(pool.status["uuid"]))
+        uuid = str(obj.spec["poolUUID"])
+        try:
+            cloud_pool = await ctx.cloud.get_pool(uuid)
+        except NotFound:
+            raise ParentNotReady(f"pool {uuid} does not exist in the cloud") from None
+        return Parent(load_balancer=cloud_pool.load_balancer.uuid, pool=uuid)
+
+    @staticmethod
+    def _status(current: Any, parent: Parent | None) -> dict[str, Any]:
+        return {
+            "uuid": current.uuid,
+            "loadBalancerUUID": current.load_balancer.uuid,
+            "poolUUID": current.pool.uuid,
+        }
+
+
+class Members(_PoolChild):
+    kind = "LoadBalancerPoolMember"
+
+    async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> Member | None:
+        if parent is None or parent.pool is None:
+            return None
+        uuid = obj.status.get("uuid")
+        if uuid:
+            try:
+                return await ctx.cloud.get_member(parent.pool, str(uuid))
+            except NotFound:
+                pass
+        found: Member | None = _first(await ctx.cloud.list_members(parent.pool, tags={UID_TAG: obj.uid}))
+        return found
+
+    async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> Member:
+        pool = _pool_of(parent)
+        spec = MemberSpec(
+            name=obj.cloud_name,
+            protocol_port=obj.spec["protocolPort"],
+            address=obj.spec["address"],
+            subnet=obj.spec["subnetUUID"],
+            enabled=obj.spec.get("enabled", True),
+            monitor_port=obj.spec.get("monitorPort"),
+            tags=wanted_tags(obj),
+        )
+        return await ctx.cloud.create_member(pool, spec)
+
+    def changes(self, obj: Resource, current: Member) -> MemberUpdate | None:
+        wanted = {"name": obj.cloud_name, "enabled": obj.spec.get("enabled", True), "tags": wanted_tags(obj)}
+        return diff(MemberUpdate, current, wanted)
+
+    async def update(self, ctx: Context, current: Member, changes: MemberUpdate) -> None:
+        await ctx.cloud.update_member(current.pool.uuid, current.uuid, changes)
+
+    async def delete(self, ctx: Context, obj: Resource, current: Member) -> None:
+        await ctx.cloud.delete_member(current.pool.uuid, current.uuid)
+
+    def outcome(self, obj: Resource, current: Member, parent: Parent | None) -> Outcome:
+        status = {**self._status(current, parent), "monitorStatus": current.monitor_status}
+        return Outcome(status, True, *IN_SYNC)
+
+
+def _listener_fields(obj: Resource) -> dict[str, Any]:
+    return {
+        "name": obj.cloud_name,
+        "protocol": obj.spec.get("protocol", "tcp"),
+        "protocol_port": obj.spec["protocolPort"],
+        "allowed_cidrs": list(obj.spec.get("allowedCIDRs") or []),
+        "timeout_client_data_ms": obj.spec.get("timeoutClientDataMs"),
+        "timeout_member_connect_ms": obj.spec.get("timeoutMemberConnectMs"),
+        "timeout_member_data_ms": obj.spec.get("timeoutMemberDataMs"),
+        "tags": wanted_tags(obj),
+    }
+
+
+class Listeners(_PoolChild):
+    kind = "LoadBalancerListener"
+
+    async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> Listener | None:
+        uuid = obj.status.get("uuid")
+        if uuid:
+            try:
+                return await ctx.cloud.get_listener(str(uuid))
+            except NotFound:
+                pass
+        found: Listener | None = _first(await ctx.cloud.list_listeners(tags={UID_TAG: obj.uid}))
+        return found
+
+    async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> Listener:
+        pool = _pool_of(parent)
+        return await ctx.cloud.create_listener(ListenerSpec(pool=pool, **_listener_fields(obj)))
+
+    def changes(self, obj: Resource, current: Listener) -> ListenerUpdate | None:
+        return diff(ListenerUpdate, current, _listener_fields(obj))
+
+    async def update(self, ctx: Context, current: Listener, changes: ListenerUpdate) -> None:
+        await ctx.cloud.update_listener(current.uuid, changes)
+
+    async def delete(self, ctx: Context, obj: Resource, current: Listener) -> None:
+        await ctx.cloud.delete_listener(current.uuid)
+
+    def outcome(self, obj: Resource, current: Listener, parent: Parent | None) -> Outcome:
+        status = {"uuid": current.uuid, "loadBalancerUUID": current.load_balancer.uuid}
+        if current.pool is not None:
+            status["poolUUID"] = current.pool.uuid
+        return Outcome(status, True, *IN_SYNC)
+
+
+_HTTP_FIELDS = {"expectedCodes": "expected_codes", "method": "method", "urlPath": "url_path", "host": "host"}
+
+
+class HealthMonitors(_PoolChild):
+    kind = "LoadBalancerHealthMonitor"
+
+    async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> HealthMonitor | None:
+        uuid = obj.status.get("uuid")
+        if uuid:
+            try:
+                return await ctx.cloud.get_health_monitor(str(uuid))
+            except NotFound:
+                pass
+        found: HealthMonitor | None = _first(await ctx.cloud.list_health_monitors(tags={UID_TAG: obj.uid}))
+        return found
+
+    async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> HealthMonitor:
+        pool = _pool_of(parent)
+        http = obj.spec.get("http")
+        spec = HealthMonitorSpec(
+            pool=pool,
+            type=obj.spec["type"],
+            delay_s=obj.spec.get("delaySeconds"),
+            timeout_s=obj.spec.get("timeoutSeconds"),
+            up_threshold=obj.spec.get("upThreshold"),
+            down_threshold=obj.spec.get("downThreshold"),
+            http=HttpCheckSpec(
+                version=http.get("version"),
+                **{ours: http.get(theirs) for theirs, ours in _HTTP_FIELDS.items()},
+            )
+            if http
+            else None,
+            tags=wanted_tags(obj),
+        )
+        return await ctx.cloud.create_health_monitor(spec)
+
+    def changes(self, obj: Resource, current: HealthMonitor) -> HealthMonitorUpdate | None:
+        wanted: dict[str, Any] = {
+            "delay_s": obj.spec.get("delaySeconds"),
+            "timeout_s": obj.spec.get("timeoutSeconds"),
+            "up_threshold": obj.spec.get("upThreshold"),
+            "down_threshold": obj.spec.get("downThreshold"),
+            "tags": wanted_tags(obj),
+        }
+        update = diff(HealthMonitorUpdate, current, wanted)
+        http = obj.spec.get("http")
+        if http and current.http is not None:
+            http_wanted = {ours: http.get(theirs) for theirs, ours in _HTTP_FIELDS.items()}
+            http_update = diff(HttpCheckUpdate, current.http, http_wanted)
+            if http_update is not None:
+                fields = update.model_dump(exclude_unset=True) if update else {}
+                return HealthMonitorUpdate(**fields, http=http_update)
+        return update
+
+    async def update(self, ctx: Context, current: HealthMonitor, changes: HealthMonitorUpdate) -> None:
+        await ctx.cloud.update_health_monitor(current.uuid, changes)
+
+    async def delete(self, ctx: Context, obj: Resource, current: HealthMonitor) -> None:
+        await ctx.cloud.delete_health_monitor(current.uuid)
+
+    def outcome(self, obj: Resource, current: HealthMonitor, parent: Parent | None) -> Outcome:
+        status = {
+            "uuid": current.uuid,
+            "loadBalancerUUID": current.load_balancer.uuid,
+            "poolUUID": current.pool.uuid,
+        }
+        return Outcome(status, True, *IN_SYNC)
+
+
+ADAPTERS: dict[str, Any] = {
+    adapter.kind: adapter for adapter in (LoadBalancers(), Pools(), Members(), Listeners(), HealthMonitors())
+}

@@ -1,0 +1,79 @@
+"""The operator's view of one custom object, and reads of other ones (parents).
+
+Reconcile code works on this plain value rather than on Kopf's body, so it
+can be read and tested without Kopf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
+
+from lb_operator.api import GROUP, VERSION
+from lb_operator.api.kinds import ALL_KINDS
+
+_PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One custom object as the handler saw it."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Resource:
+        metadata = body.get("metadata") or {}
+        return cls(
+            kind=str(body.get("kind", "")),
+            namespace=str(metadata.get("namespace", "")),
+            name=str(metadata.get("name", "")),
+            uid=str(metadata.get("uid", "")),
+            generation=int(metadata.get("generation") or 0),
+            spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+        )
+
+    @property
+    def ref(self) -> str:
+        """``Kind namespace/name``, for messages."""
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+    @property
+    def cloud_name(self) -> str:
+        return str(self.spec.get("cloudName") or f"{self.namespace}-{self.name}")
+
+    def is_ready(self) -> bool:
+        return any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in self.status.get("conditions") or []
+        )
+
+
+class ResourceReader:
+    """Reads custom objects of this operator's group (to resolve parents)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._objects = client.CustomObjectsApi(api)
+
+    async def get(self, kind: str, namespace: str, name: str) -> Resource | None:
+        try:
+            body = await self._objects.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, _PLURALS[kind], name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        assert isinstance(body, dict), f"a custom object is a JSON object, got {type(body).__name__}"
+        return Resource.from_body(body)

@@ -1,0 +1,58 @@
+"""Manifests of a whole fleet of load balancers with their children, for tests, the demo and benchmarks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from lb_operator.api import GROUP, VERSION
+
+SUBNET = "0b0a8d4c-44b8-4c6f-8c3e-1d2f3a4b5c6d"
+
+
+def _object(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def fleet(
+    namespace: str, load_balancers: int, pools: int, members: int, *, zone: str = "lpg1"
+) -> list[dict[str, Any]]:
+    """``load_balancers`` x ``pools`` x (``members`` members + 1 listener + 1 health monitor)."""
+    objects = []
+    for lb in range(load_balancers):
+        lb_name = f"lb{lb}"
+        objects.append(_object("LoadBalancer", lb_name, namespace, {"zone": zone, "tags": {"fleet": "demo"}}))
+        for pool in range(pools):
+            pool_name = f"{lb_name}-pool{pool}"
+            objects.append(
+                _object(
+                    "LoadBalancerPool",
+                    pool_name,
+                    namespace,
+                    {"loadBalancerRef": {"name": lb_name}, "algorithm": "round_robin", "protocol": "tcp"},
+                )
+            )
+            parent = {"poolRef": {"name": pool_name}}
+            for member in range(members):
+                spec = {
+                    **parent,
+                    "address": f"10.{lb}.{pool}.{member + 10}",
+                    "protocolPort": 8080,
+                    "subnetUUID": SUBNET,
+                }
+                objects.append(_object("LoadBalancerPoolMember", f"{pool_name}-m{member}", namespace, spec))
+            listener = {**parent, "protocolPort": 80 + pool}
+            objects.append(_object("LoadBalancerListener", f"{pool_name}-listener", namespace, listener))
+            monitor = {**parent, "type": "http", "http": {"urlPath": "/healthz"}}
+            objects.append(_object("LoadBalancerHealthMonitor", f"{pool_name}-monitor", namespace, monitor))
+    return objects
+
+
+def to_yaml(objects: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(objects, sort_keys=False)

@@ -1,0 +1,115 @@
+"""The simulator and the operator as real processes, for the tests and ``make demo``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lb_operator.testing.cluster import Cluster
+from lb_operator.testing.controlplane import free_port
+
+SIMULATOR_TOKEN = "simulator-token-not-secret"
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
+    """Wait until ``check()`` holds; raise ``TimeoutError`` naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class SimulatorProcess:
+    """``lb-operator simulator`` on a free loopback port, and its debug endpoints."""
+
+    def __init__(self, log: Path, **flags: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        argv = [sys.executable, "-m", "lb_operator", "simulator", "--port", str(self.port)]
+        argv += ["--token", SIMULATOR_TOKEN]
+        for flag, value in flags.items():
+            argv += [f"--{flag.replace('_', '-')}", str(value)]
+        self.process = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+        wait_for("the simulator to listen", self._up, 30, 0.05)
+
+    def _up(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the simulator exited with {self.process.returncode}")
+        try:
+            self.stats()
+        except OSError:
+            return False
+        return True
+
+    def _get(self, path: str) -> Any:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"Bearer {SIMULATOR_TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def stats(self) -> dict[str, Any]:
+        """``/debug/stats``: mutations, overlaps, objects per kind."""
+        result: dict[str, Any] = self._get("/debug/stats")
+        return result
+
+    def list(self, path: str) -> list[dict[str, Any]]:
+        """``GET /v1/<path>``."""
+        result: list[dict[str, Any]] = self._get(f"/v1/{path}")
+        return result
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class OperatorProcess:
+    """``lb-operator run`` against ``cluster`` and the simulator; ``settings`` become ``LBOP_*`` variables."""
+
+    def __init__(self, cluster: Cluster, simulator: SimulatorProcess, log: Path, **settings: Any) -> None:
+        env = dict(
+            os.environ,
+            KUBECONFIG=str(cluster.kubeconfig),
+            CLOUDSCALE_API_TOKEN=SIMULATOR_TOKEN,
+            LBOP_CLOUD_URL=simulator.url,
+            LBOP_NAMESPACE="default",
+        )
+        env.update({f"LBOP_{key.upper()}": str(value) for key, value in settings.items()})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lb_operator", "run"],
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def custom_objects(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    """Every object of the five kinds in ``namespace``."""
+    listed = cluster.kubectl("get", "lboperator", "-n", namespace, "-o", "json")
+    if listed.returncode != 0:
+        raise RuntimeError(f"kubectl get lboperator failed: {listed.stderr}")
+    items: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
+    return items
+
+
+def is_ready(obj: dict[str, Any]) -> bool:
+    conditions = obj.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

@@ -1,0 +1,275 @@
+"""The operator end to end: real kube-apiserver, the simulator as cloud, `lb-operator run` as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.aio import client
+
+from conftest import Operator, Simulator, is_ready, objects, wait_for
+from lb_operator.mutex import KEY_ANNOTATION, LOCK_LABEL, LeaseMutex
+from lb_operator.testing import Cluster
+from lb_operator.testing.fleet import fleet, to_yaml
+
+FLEET = (5, 4, 3)  # load balancers, pools per LB, members per pool (+ a listener and a monitor per pool)
+FLEET_SIZE = 5 * (1 + 4 * (1 + 3 + 2))  # 125 objects
+
+
+@pytest.fixture
+def ns(crds: Cluster) -> str:
+    name = f"op-{uuid.uuid4().hex[:6]}"
+    assert crds.kubectl("create", "namespace", name).returncode == 0
+    return name
+
+
+@pytest.fixture
+def simulator(logs: Path) -> Iterator[Simulator]:
+    sim = Simulator(logs / "simulator.log", latency=0.05, lb_ready_delay=0.5)
+    yield sim
+    sim.stop()
+
+
+def _start(crds: Cluster, simulator: Simulator, logs: Path, namespace: str, **settings: Any) -> Operator:
+    log = logs / f"operator-{len(list(logs.glob('operator-*')))}.log"
+    return Operator(crds, simulator, log, namespace, **settings)
+
+
+@pytest.fixture
+def operator(crds: Cluster, ns: str, simulator: Simulator, logs: Path) -> Iterator[Operator]:
+    running = _start(crds, simulator, logs, ns)
+    yield running
+    running.stop()
+
+
+def _apply(cluster: Cluster, manifests: list[dict[str, Any]]) -> None:
+    applied = cluster.kubectl("apply", "-f", "-", input=to_yaml(manifests), timeout=120)
+    assert applied.returncode == 0, applied.stderr
+
+
+def _all_ready(cluster: Cluster, namespace: str, count: int) -> bool:
+    found = objects(cluster, namespace)
+    return len(found) == count and all(is_ready(o) for o in found)
+
+
+def _by_uuid(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {item["uuid"]: item for item in items}
+
+
+def _assert_cloud_matches(cluster: Cluster, namespace: str, simulator: Simulator) -> None:
+    """Every object's cloud twin has the fields its spec asks for."""
+    lbs = _by_uuid(simulator.list("load-balancers"))
+    pools = _by_uuid(simulator.list("load-balancers/pools"))
+    listeners = _by_uuid(simulator.list("load-balancers/listeners"))
+    monitors = _by_uuid(simulator.list("load-balancers/health-monitors"))
+    for obj in objects(cluster, namespace):
+        spec, uid = obj["spec"], obj["status"]["uuid"]
+        kind = obj["kind"]
+        if kind == "LoadBalancer":
+            assert lbs[uid]["zone"]["slug"] == spec["zone"]
+            assert lbs[uid]["flavor"]["slug"] == spec["flavor"]
+            assert lbs[uid]["tags"]["fleet"] == spec["tags"]["fleet"]
+        elif kind == "LoadBalancerPool":
+            assert pools[uid]["algorithm"] == spec["algorithm"]
+            assert pools[uid]["protocol"] == spec["protocol"]
+            assert pools[uid]["load_balancer"]["uuid"] == obj["status"]["loadBalancerUUID"]
+        elif kind == "LoadBalancerPoolMember":
+            members = _by_uuid(simulator.list(f"load-balancers/pools/{obj['status']['poolUUID']}/members"))
+            assert members[uid]["address"] == spec["address"]
+            assert members[uid]["protocol_port"] == spec["protocolPort"]
+            assert members[uid]["enabled"] == spec["enabled"]
+        elif kind == "LoadBalancerListener":
+            assert listeners[uid]["protocol_port"] == spec["protocolPort"]
+            assert listeners[uid]["pool"]["uuid"] == obj["status"]["poolUUID"]
+        else:
+            assert monitors[uid]["type"] == spec["type"]
+            assert monitors[uid]["http"]["url_path"] == spec["http"]["urlPath"]
+    counts = simulator.stats()["objects"]
+    assert counts == {"load_balancers": 5, "pools": 20, "members": 60, "listeners": 20, "health_monitors": 20}
+
+
+def test_a_fleet_applied_at_once_becomes_ready_without_a_cloud_conflict(
+    crds: Cluster, ns: str, simulator: Simulator, operator: Operator
+) -> None:
+    started = time.monotonic()
+    _apply(crds, fleet(ns, *FLEET))
+
+    def progress() -> bool:
+        found = objects(crds, ns)
+        ready = sum(is_ready(o) for o in found)
+        print(f"{time.monotonic() - started:.1f}s {ready}/{len(found)} Ready; simulator {simulator.stats()}")
+        return len(found) == FLEET_SIZE and all(is_ready(o) for o in found)
+
+    wait_for("every object to be Ready", progress, 240, 1)
+    print(f"{FLEET_SIZE} objects Ready in {time.monotonic() - started:.1f}s; simulator: {simulator.stats()}")
+    assert simulator.stats()["overlaps"] == 0
+    _assert_cloud_matches(crds, ns, simulator)
+
+
+def test_without_locking_the_cloud_sees_conflicts(
+    crds: Cluster, ns: str, simulator: Simulator, logs: Path
+) -> None:
+    unlocked = _start(crds, simulator, logs, ns, locking="false")
+    try:
+        _apply(crds, fleet(ns, *FLEET))
+        wait_for("the cloud to report an overlap", lambda: simulator.stats()["overlaps"] > 0, 300, 0.5)
+    finally:
+        unlocked.stop()
+
+
+def test_updates_reach_the_cloud(crds: Cluster, ns: str, simulator: Simulator, operator: Operator) -> None:
+    manifests = fleet(ns, 1, 1, 1)
+    _apply(crds, manifests)
+    wait_for("the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120)
+    patched = crds.kubectl(
+        "patch", "lbmember", "lb0-pool0-m0", "-n", ns, "--type=merge", "-p", '{"spec": {"enabled": false}}'
+    )
+    assert patched.returncode == 0, patched.stderr
+    patched = crds.kubectl(
+        "patch", "lb", "lb0", "-n", ns, "--type=merge", "-p", '{"spec": {"tags": {"fleet": "changed"}}}'
+    )
+    assert patched.returncode == 0, patched.stderr
+    member = next(o for o in objects(crds, ns) if o["kind"] == "LoadBalancerPoolMember")
+    pool_uuid, member_uuid = member["status"]["poolUUID"], member["status"]["uuid"]
+
+    def member_disabled() -> bool:
+        members = _by_uuid(simulator.list(f"load-balancers/pools/{pool_uuid}/members"))
+        return members[member_uuid]["enabled"] is False
+
+    wait_for("the member to be disabled in the cloud", member_disabled, 60)
+    wait_for(
+        "the LB tags to change in the cloud",
+        lambda: simulator.list("load-balancers")[0]["tags"].get("fleet") == "changed",
+        60,
+    )
+    rejected = crds.kubectl(
+        "patch", "lbmember", "lb0-pool0-m0", "-n", ns, "--type=merge", "-p", '{"spec": {"protocolPort": 9}}'
+    )
+    assert rejected.returncode != 0
+    assert "protocolPort is immutable" in rejected.stderr
+
+
+def _conditions(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, dict[str, Any]]:
+    got = cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json")
+    if got.returncode != 0:
+        return {}
+    return {c["type"]: c for c in json.loads(got.stdout).get("status", {}).get("conditions", [])}
+
+
+def test_children_applied_before_their_parent_wait_then_become_ready(
+    crds: Cluster, ns: str, simulator: Simulator, operator: Operator
+) -> None:
+    manifests = fleet(ns, 1, 1, 2)
+    parent, children = manifests[0], manifests[1:]
+    _apply(crds, children)
+    wait_for(
+        "the pool to wait with ParentNotReady",
+        lambda: (
+            _conditions(crds, ns, "lbpool", "lb0-pool0").get("Ready", {}).get("reason") == "ParentNotReady"
+        ),
+        60,
+    )
+    member = _conditions(crds, ns, "lbmember", "lb0-pool0-m0")
+    wait_for(
+        "the member to wait with ParentNotReady",
+        lambda: (
+            _conditions(crds, ns, "lbmember", "lb0-pool0-m0").get("Ready", {}).get("reason")
+            == "ParentNotReady"
+        ),
+        60,
+    )
+    del member
+    assert simulator.stats()["mutations"] == 0, "a child called the cloud before its parent existed"
+    _apply(crds, [parent])
+    wait_for("everything to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120)
+
+
+async def _lock_leases(api: client.ApiClient, lb_uuids: set[str]) -> list[str]:
+    leases = await client.CoordinationV1Api(api).list_namespaced_lease("default", label_selector=LOCK_LABEL)
+    return [
+        lease.metadata.name
+        for lease in leases.items
+        if (lease.metadata.annotations or {}).get(KEY_ANNOTATION, "").split("/")[-1] in lb_uuids
+    ]
+
+
+async def test_deleting_everything_empties_the_cloud_and_leaves_no_finalizer_or_lease(
+    crds: Cluster, ns: str, simulator: Simulator, operator: Operator, api: client.ApiClient
+) -> None:
+    manifests = fleet(ns, 2, 2, 2)
+    _apply(crds, manifests)
+    await asyncio.to_thread(
+        wait_for, "the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 180
+    )
+    lb_uuids = {o["status"]["uuid"] for o in objects(crds, ns) if o["kind"] == "LoadBalancer"}
+    assert await _lock_leases(api, lb_uuids), "no lock Lease was ever made: the test proves nothing"
+
+    deleted = await asyncio.to_thread(
+        crds.kubectl, "delete", "lboperator", "--all", "-n", ns, "--timeout=180s"
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    assert objects(crds, ns) == []
+    stats = simulator.stats()
+    assert stats["objects"] == {
+        "load_balancers": 0,
+        "pools": 0,
+        "members": 0,
+        "listeners": 0,
+        "health_monitors": 0,
+    }
+    assert stats["overlaps"] == 0
+    deadline = time.monotonic() + 30
+    while leftover := await _lock_leases(api, lb_uuids):
+        assert time.monotonic() < deadline, f"lock Leases left behind: {leftover}"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_handler_that_times_out_on_the_lock_retries_and_succeeds(
+    crds: Cluster, ns: str, simulator: Simulator, logs: Path, api: client.ApiClient
+) -> None:
+    operator = _start(crds, simulator, logs, ns, handler_timeout=1)
+    try:
+        manifests = fleet(ns, 1, 1, 0)
+        _apply(crds, manifests)
+        await asyncio.to_thread(
+            wait_for, "the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120
+        )
+        lb_uuid = next(o["status"]["uuid"] for o in objects(crds, ns) if o["kind"] == "LoadBalancer")
+        async with LeaseMutex(api, "default", "test-holder") as mutex:
+            loop = asyncio.get_running_loop()
+            async with mutex.hold(f"lb/{lb_uuid}", deadline=loop.time() + 10):
+                patched = crds.kubectl(
+                    "patch",
+                    "lbpool",
+                    "lb0-pool0",
+                    "-n",
+                    ns,
+                    "--type=merge",
+                    "-p",
+                    '{"spec": {"tags": {"t": "1"}}}',
+                )
+                assert patched.returncode == 0, patched.stderr
+
+                def timed_out() -> bool:
+                    synced = _conditions(crds, ns, "lbpool", "lb0-pool0").get("Synced", {})
+                    return synced.get("reason") == "LockTimeout"
+
+                await asyncio.to_thread(wait_for, "the pool's handler to time out on the lock", timed_out, 30)
+                pools = simulator.list("load-balancers/pools")
+                assert pools[0]["tags"].get("t") is None, "the pool changed while another held its LB's lock"
+        await asyncio.to_thread(
+            wait_for,
+            "the retried handler to update the pool",
+            lambda: simulator.list("load-balancers/pools")[0]["tags"].get("t") == "1",
+            60,
+        )
+        synced = _conditions(crds, ns, "lbpool", "lb0-pool0")["Synced"]
+        assert synced["status"] == "True"
+    finally:
+        operator.stop()
