@@ -246,3 +246,10 @@ def test_kubectl_get_lboperator_lists_every_kind(crds: Cluster, namespace: str) 
     }
     explained = crds.kubectl("explain", "lb.spec.zone")
     assert "Cloud zone to create the load balancer in" in explained.stdout
+
+
+def test_the_documented_examples_are_valid(crds: Cluster, namespace: str) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples" / "basic"
+    applied = crds.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(examples))
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.count("(server dry run)") == 5
