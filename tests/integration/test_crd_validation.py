@@ -9,18 +9,8 @@ import yaml
 
 from lb_operator.testing import Cluster
 
-CRDS = Path(__file__).resolve().parents[2] / "crds"
 SUBNET = "0b0a8d4c-44b8-4c6f-8c3e-1d2f3a4b5c6d"
 POOL_UUID = "7d0f9a3e-2b1c-4d5e-8f6a-9b8c7d6e5f4a"
-
-
-@pytest.fixture(scope="module")
-def crds(cluster: Cluster) -> Cluster:
-    applied = cluster.kubectl("apply", "-f", str(CRDS))
-    assert applied.returncode == 0, applied.stderr
-    ready = cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    assert ready.returncode == 0, ready.stderr
-    return cluster
 
 
 def _manifest(kind: str, name: str, namespace: str, spec: dict[str, object]) -> str:

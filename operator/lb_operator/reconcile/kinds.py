@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -43,7 +45,21 @@ def diff(update: type[U], current: BaseModel, wanted: dict[str, Any]) -> U | Non
     return update(**changed) if changed else None
 
 
-def _first(found: list[Any]) -> Any | None:
+C = TypeVar("C")
+
+
+async def find_own(
+    obj: Resource, get: Callable[[str], Awaitable[C]], listing: Callable[..., Awaitable[list[C]]]
+) -> C | None:
+    """The cloud object of ``obj``: by ``status.uuid``; else, after a crash before the status was
+    written or after someone removed it, ours by the UID tag; else ``None``."""
+    uuid = obj.status.get("uuid")
+    if uuid:
+        try:
+            return await get(str(uuid))
+        except NotFound:
+            pass
+    found = await listing(tags={UID_TAG: obj.uid})
     return found[0] if found else None
 
 
@@ -65,14 +81,7 @@ class LoadBalancers:
         return None
 
     async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> LoadBalancer | None:
-        uuid = obj.status.get("uuid")
-        if uuid:
-            try:
-                return await ctx.cloud.get_load_balancer(str(uuid))
-            except NotFound:
-                pass  # removed behind our back: look for ours by tag, else create it again
-        found: LoadBalancer | None = _first(await ctx.cloud.list_load_balancers(tags={UID_TAG: obj.uid}))
-        return found
+        return await find_own(obj, ctx.cloud.get_load_balancer, ctx.cloud.list_load_balancers)
 
     async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> LoadBalancer:
         vips = [
@@ -141,14 +150,7 @@ class Pools:
         return Parent(load_balancer=uuid)
 
     async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> Pool | None:
-        uuid = obj.status.get("uuid")
-        if uuid:
-            try:
-                return await ctx.cloud.get_pool(str(uuid))
-            except NotFound:
-                pass
-        found: Pool | None = _first(await ctx.cloud.list_pools(tags={UID_TAG: obj.uid}))
-        return found
+        return await find_own(obj, ctx.cloud.get_pool, ctx.cloud.list_pools)
 
     async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> Pool:
         assert parent is not None
@@ -216,14 +218,10 @@ class Members(_PoolChild):
     async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> Member | None:
         if parent is None or parent.pool is None:
             return None
-        uuid = obj.status.get("uuid")
-        if uuid:
-            try:
-                return await ctx.cloud.get_member(parent.pool, str(uuid))
-            except NotFound:
-                pass
-        found: Member | None = _first(await ctx.cloud.list_members(parent.pool, tags={UID_TAG: obj.uid}))
-        return found
+        pool = parent.pool
+        return await find_own(
+            obj, lambda uuid: ctx.cloud.get_member(pool, uuid), partial(ctx.cloud.list_members, pool)
+        )
 
     async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> Member:
         pool = _pool_of(parent)
@@ -270,14 +268,7 @@ class Listeners(_PoolChild):
     kind = "LoadBalancerListener"
 
     async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> Listener | None:
-        uuid = obj.status.get("uuid")
-        if uuid:
-            try:
-                return await ctx.cloud.get_listener(str(uuid))
-            except NotFound:
-                pass
-        found: Listener | None = _first(await ctx.cloud.list_listeners(tags={UID_TAG: obj.uid}))
-        return found
+        return await find_own(obj, ctx.cloud.get_listener, ctx.cloud.list_listeners)
 
     async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> Listener:
         pool = _pool_of(parent)
@@ -306,14 +297,7 @@ class HealthMonitors(_PoolChild):
     kind = "LoadBalancerHealthMonitor"
 
     async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> HealthMonitor | None:
-        uuid = obj.status.get("uuid")
-        if uuid:
-            try:
-                return await ctx.cloud.get_health_monitor(str(uuid))
-            except NotFound:
-                pass
-        found: HealthMonitor | None = _first(await ctx.cloud.list_health_monitors(tags={UID_TAG: obj.uid}))
-        return found
+        return await find_own(obj, ctx.cloud.get_health_monitor, ctx.cloud.list_health_monitors)
 
     async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> HealthMonitor:
         pool = _pool_of(parent)

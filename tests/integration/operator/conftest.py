@@ -19,8 +19,6 @@ from lb_operator.testing.processes import (
 
 __all__ = ["Operator", "Simulator", "is_ready", "objects", "wait_for"]
 
-CRDS = Path(__file__).resolve().parents[3] / "crds"
-
 
 Simulator = SimulatorProcess
 
@@ -33,15 +31,6 @@ class Operator(OperatorProcess):
     ) -> None:
         defaults = {"identity": "operator-0", "retry_delay": 0.5, "retry_delay_max": 5, "ready_poll": 0.5}
         super().__init__(cluster, simulator, log, watch_namespaces=namespace, **{**defaults, **settings})
-
-
-@pytest.fixture(scope="session")
-def crds(cluster: Cluster) -> Cluster:
-    applied = cluster.kubectl("apply", "-f", str(CRDS))
-    assert applied.returncode == 0, applied.stderr
-    ready = cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    assert ready.returncode == 0, ready.stderr
-    return cluster
 
 
 @pytest.fixture
