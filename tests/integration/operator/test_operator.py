@@ -273,3 +273,48 @@ async def test_a_handler_that_times_out_on_the_lock_retries_and_succeeds(
         assert synced["status"] == "True"
     finally:
         operator.stop()
+
+
+def test_a_spec_the_cloud_rejects_is_reported_not_retried_hot(
+    crds: Cluster, ns: str, simulator: Simulator, operator: Operator
+) -> None:
+    manifests = fleet(ns, 1, 1, 0)
+    duplicate = {**manifests[2], "metadata": {"name": "same-port", "namespace": ns}}
+    assert duplicate["kind"] == "LoadBalancerListener"
+    _apply(crds, manifests)
+    wait_for("the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120)
+    _apply(crds, [duplicate])
+
+    def rejected() -> bool:
+        return (
+            _conditions(crds, ns, "lblistener", "same-port").get("Ready", {}).get("reason") == "CloudRejected"
+        )
+
+    wait_for("the listener to be marked CloudRejected", rejected, 60)
+    ready = _conditions(crds, ns, "lblistener", "same-port")["Ready"]
+    assert ready["status"] == "False"
+    assert "protocol_port" in ready["message"]
+
+    def rejections() -> int:
+        events = crds.kubectl(
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            "reason=CloudRejected,involvedObject.name=same-port",
+            "-o",
+            "json",
+        )
+        return len(json.loads(events.stdout)["items"])
+
+    wait_for("the CloudRejected Event", lambda: rejections() == 1, 30)
+    # A barrier made of progress, not of time: later work of the same operator.
+    # A retry loop (0.5 s delay here) would likely have posted again by then;
+    # this can miss a slow loop, but it cannot fail without one.
+    patched = crds.kubectl(
+        "patch", "lb", "lb0", "-n", ns, "--type=merge", "-p", '{"spec": {"tags": {"b": "1"}}}'
+    )
+    assert patched.returncode == 0, patched.stderr
+    wait_for("the LB update", lambda: simulator.list("load-balancers")[0]["tags"].get("b") == "1", 60)
+    assert rejections() == 1, "the operator retried a spec the cloud rejected"
