@@ -204,7 +204,8 @@ class _PoolChild:
         return Parent(load_balancer=cloud_pool.load_balancer.uuid, pool=uuid)
 
     @staticmethod
-    def _status(current: Any, parent: Parent | None) -> dict[str, Any]:
+    def _status(current: Member | HealthMonitor) -> dict[str, Any]:
+        """The status of a child that always has a pool (a listener's pool may be gone)."""
         return {
             "uuid": current.uuid,
             "loadBalancerUUID": current.load_balancer.uuid,
@@ -247,7 +248,7 @@ class Members(_PoolChild):
         await ctx.cloud.delete_member(current.pool.uuid, current.uuid)
 
     def outcome(self, obj: Resource, current: Member, parent: Parent | None) -> Outcome:
-        status = {**self._status(current, parent), "monitorStatus": current.monitor_status}
+        status = {**self._status(current), "monitorStatus": current.monitor_status}
         return Outcome(status, True, *IN_SYNC)
 
 
@@ -344,12 +345,7 @@ class HealthMonitors(_PoolChild):
         await ctx.cloud.delete_health_monitor(current.uuid)
 
     def outcome(self, obj: Resource, current: HealthMonitor, parent: Parent | None) -> Outcome:
-        status = {
-            "uuid": current.uuid,
-            "loadBalancerUUID": current.load_balancer.uuid,
-            "poolUUID": current.pool.uuid,
-        }
-        return Outcome(status, True, *IN_SYNC)
+        return Outcome(self._status(current), True, *IN_SYNC)
 
 
 ADAPTERS: dict[str, Any] = {
