@@ -56,7 +56,7 @@ async def overhead(api: client.ApiClient, namespace: str, rounds: int) -> tuple[
     async with LeaseMutex(api, namespace, "bench", sweep=False) as mutex:
         loop = asyncio.get_running_loop()
         await mutex.try_hold("warm/up")  # start the watch before timing
-        before = sum(mutex.api.requests[v] for v in ("get", "create", "update"))
+        before = sum(mutex.api.ledger.requests[v] for v in ("get", "create", "update"))
         for round_ in range(rounds):  # interleaved, so drift on a noisy machine hits both alike
             started = time.perf_counter()
             await bare(f"bare-{round_}")
@@ -65,7 +65,7 @@ async def overhead(api: client.ApiClient, namespace: str, rounds: int) -> tuple[
             async with mutex.hold(f"bench/{round_}", deadline=loop.time() + 30):
                 pass
             ours.append(time.perf_counter() - started)
-        requests = sum(mutex.api.requests[v] for v in ("get", "create", "update")) - before
+        requests = sum(mutex.api.ledger.requests[v] for v in ("get", "create", "update")) - before
     ratio = statistics.median(ours) / statistics.median(baseline)
     print(
         f"overhead: hold+release median {statistics.median(ours) * 1000:.2f} ms, "

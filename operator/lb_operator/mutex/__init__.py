@@ -3,7 +3,7 @@
 See ``docs/mutex.md`` for what it guarantees and how to tune it.
 """
 
-from lb_operator.mutex.errors import HoldLost, LeaseKeyCollision, LockTimeout, MutexError
+from lb_operator.mutex.errors import HoldLost, HoldReleased, LeaseKeyCollision, LockTimeout, MutexError
 from lb_operator.mutex.hold import Hold
 from lb_operator.mutex.lease_mutex import LeaseMutex, WaitHook, Waiting
 from lb_operator.mutex.records import KEY_ANNOTATION, LOCK_LABEL, lease_name
@@ -14,6 +14,7 @@ __all__ = [
     "LOCK_LABEL",
     "Hold",
     "HoldLost",
+    "HoldReleased",
     "LeaseKeyCollision",
     "LeaseMutex",
     "LockTimeout",

@@ -41,5 +41,20 @@ class HoldLost(MutexError):
         )
 
 
+class HoldReleased(MutexError):
+    """``check()`` was called on a hold whose ``async with`` block has exited: a bug in the caller.
+
+    Not a ``HoldLost``: nothing went wrong with the lease, the guarded code
+    simply runs outside the lock. Move the work inside the block.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"hold on lock {key!r} was already released; call check() and do the guarded work "
+            "inside the `async with mutex.hold(...)` block"
+        )
+
+
 class LeaseKeyCollision(MutexError):
     """Two different keys mapped to one Lease name (the key annotation disagrees)."""

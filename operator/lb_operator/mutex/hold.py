@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from lb_operator.mutex import metrics
-from lb_operator.mutex.errors import HoldLost
+from lb_operator.mutex.errors import HoldLost, HoldReleased
 from lb_operator.mutex.leases import Conflict, Missing, Unavailable
 from lb_operator.mutex.records import LeaseRecord, key_kind, micro_time
 
@@ -34,6 +34,10 @@ class Hold:
     tokens strictly increase per key across every holder ever — also across
     a Lease the sweeper deleted and a later holder re-created, where
     ``leaseTransitions`` would start again.
+
+    States: *held* → *lost* (renewals failed past the renew deadline, or the
+    lease was taken or deleted) and/or *released* (the block exited). Only
+    *held* lets ``check()`` pass.
     """
 
     def __init__(
@@ -50,10 +54,12 @@ class Hold:
         self.fencing_token = record.version
         self.transitions = record.transitions
         self._mutex = mutex
+        self._settings = mutex.settings
         self._kind = key_kind(key)
-        self._object = obj
+        self._object = obj  # the newest version of our lease we know: each renewal carries it
         self._renewed_at = sent_at  # when the last successful write was *sent*: the conservative bound
         self._acquired_at = sent_at
+        self._retry = self._settings.retry_initial
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._lost: str | None = None
@@ -72,24 +78,29 @@ class Hold:
 
     @property
     def lost(self) -> bool:
-        """True once the hold may have lapsed (also judged from the clock, like ``check()``)."""
+        """True once the hold guards nothing: it may have lapsed (also judged by clock), or was released."""
         self._judge_by_clock()
-        return self._lost is not None
+        return self._lost is not None or self._released
 
     def check(self) -> None:
-        """Raise ``HoldLost`` if the hold may have lapsed; call it before each guarded write."""
+        """Raise ``HoldLost`` if the hold may have lapsed; call it before each guarded write.
+
+        After the ``async with`` block has exited it raises ``HoldReleased``
+        (or ``HoldLost``, if the hold was lost first): work done there is not
+        guarded, and must not look as if it were.
+        """
         self._judge_by_clock()
         if self._lost is not None:
             raise HoldLost(self.key, self._lost)
+        if self._released:
+            raise HoldReleased(self.key)
 
     def _judge_by_clock(self) -> None:
         # A process that was paused (SIGSTOP, a long GC, a blocked loop) learns
         # here, before its renewer gets to run, that its lease may be gone.
         silent = self._loop.time() - self._renewed_at
-        if self._lost is None and not self._released and silent > self._mutex.settings.renew_deadline:
-            self._lose(
-                f"not renewed for {silent:.1f}s (renew deadline {self._mutex.settings.renew_deadline}s)"
-            )
+        if self._lost is None and not self._released and silent > self._settings.renew_deadline:
+            self._lose(f"not renewed for {silent:.1f}s (renew deadline {self._settings.renew_deadline}s)")
 
     def _lose(self, reason: str) -> None:
         if self._lost is not None or self._released:
@@ -102,67 +113,81 @@ class Hold:
             self._cancelled_task = True
             task.cancel(f"hold on {self.key!r} lost: {reason}")
 
+    # -- the renewer: watch until due, renew, repeat; each step says whether the hold still stands --
+
     async def _renew_loop(self) -> None:
-        settings = self._mutex.settings
+        due = self._renewed_at + self._settings.renew_interval
+        while await self._watch_until(due):
+            due = await self._renew()
+
+    async def _watch_until(self, due: float) -> bool:
+        """Follow our lease in the watch until a renewal is ``due`` (loop time); False once lost.
+
+        Every pass awaits (``wait_for_newer`` never returns at once without
+        news), so a holder never spins the event loop, whatever the cache holds.
+        """
         watch = self._mutex.watch
-        api = self._mutex.api
-        retry = settings.retry_initial
-        next_renewal = self._renewed_at + settings.renew_interval
         while True:
-            # Sleep until the next renewal, but wake early if the watch shows a change.
-            version = self._object["metadata"]["resourceVersion"]
-            await watch.wait_for_change(self.lease_name, version, next_renewal)
             self._judge_by_clock()
             if self._lost is not None:
-                return
+                return False
+            if self._loop.time() >= due:
+                return True
+            version = self._object["metadata"]["resourceVersion"]
+            await watch.wait_for_newer(
+                self.lease_name, version, min(due, self._renewed_at + self._settings.renew_deadline)
+            )
             seen = watch.get(self.lease_name)
-            if seen is not None and seen.record.resource_version != version:
-                if seen.record.holder != self._mutex.identity or seen.record.transitions != self.transitions:
-                    self._lose(f"lease taken by {seen.record.holder or 'nobody (released by another)'}")
-                    return
-                self._object = seen.record.raw  # still ours: carry the newest version
-            if self._loop.time() < next_renewal:
-                continue
-            body = copy.deepcopy(self._object)
-            body["spec"]["renewTime"] = micro_time()
-            sent = self._loop.time()
-            budget = self._renewed_at + settings.renew_deadline - sent
-            try:
-                written = await api.replace(body, self._kind, budget=budget)
-            except Conflict:
-                if not await self._reconcile_after_conflict():
-                    return
-                next_renewal = self._loop.time()  # renew again at once with the fresh version
-                continue
-            except Missing:
-                self._lose("lease was deleted")
-                return
-            except Unavailable as error:
-                logger.info("renewing %s failed (%s); retrying", self.lease_name, error)
-                next_renewal = self._loop.time() + retry
-                retry = min(retry * 2, settings.renew_interval / 2)
-                continue
-            self._object = written
-            self._renewed_at = sent
-            watch.observe(written)
-            retry = settings.retry_initial
-            next_renewal = sent + settings.renew_interval
+            if seen is not None and seen.record.is_newer_than(LeaseRecord.from_object(self._object)):
+                self._adopt(seen.record)
 
-    async def _reconcile_after_conflict(self) -> bool:
-        """After a 409: still ours (keep the newer version) → True; else lose → False."""
+    def _adopt(self, record: LeaseRecord) -> None:
+        """A newer version of our lease: carry it if it is still ours, else the hold is lost."""
+        if record.holder == self._mutex.identity and record.transitions == self.transitions:
+            self._object = record.raw
+        else:
+            self._lose(f"lease taken by {record.holder or 'nobody (released by another)'}")
+
+    async def _renew(self) -> float:
+        """One renewal; returns when the next one is due (loop time)."""
+        body = copy.deepcopy(self._object)
+        body["spec"]["renewTime"] = micro_time()
+        sent = self._loop.time()
+        budget = self._renewed_at + self._settings.renew_deadline - sent
+        try:
+            written = await self._mutex.api.replace(body, self._kind, budget=budget)
+        except Conflict:
+            return await self._after_conflict()
+        except Missing:
+            self._lose("lease was deleted")
+            return sent
+        except Unavailable as error:
+            logger.info("renewing %s failed (%s); retrying", self.lease_name, error)
+            return self._retry_later()
+        self._object = written
+        self._renewed_at = sent
+        self._retry = self._settings.retry_initial
+        self._mutex.watch.observe(written)
+        return sent + self._settings.renew_interval
+
+    async def _after_conflict(self) -> float:
+        """After a 409: re-read; still ours → renew at once with the newer version; else lost."""
         try:
             current = await self._mutex.api.get(self.lease_name, self._kind)
         except Missing:
             self._lose("lease was deleted")
-            return False
+            return self._loop.time()
         except Unavailable:
-            return True  # unknown: the renew deadline will decide
-        record = self._mutex.watch.observe(current).record
-        if record.holder == self._mutex.identity and record.transitions == self.transitions:
-            self._object = record.raw
-            return True
-        self._lose(f"lease taken by {record.holder or 'nobody'}")
-        return False
+            return self._retry_later()  # unknown: the renew deadline decides
+        self._adopt(self._mutex.watch.observe(current).record)
+        return self._loop.time()
+
+    def _retry_later(self) -> float:
+        due = self._loop.time() + self._retry
+        self._retry = min(self._retry * 2, self._settings.renew_interval / 2)
+        return due
+
+    # -- release ----------------------------------------------------------------------------------
 
     async def release(self) -> None:
         """Stop renewing and clear the holder; idempotent, and finishes even if the caller is cancelled."""

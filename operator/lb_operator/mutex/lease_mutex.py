@@ -34,20 +34,14 @@ from typing import Any
 from kubernetes.aio import client
 
 from lb_operator.mutex import metrics
-from lb_operator.mutex.errors import LeaseKeyCollision, LockTimeout
+from lb_operator.mutex.contender import Attempt, Contender
+from lb_operator.mutex.errors import LockTimeout
 from lb_operator.mutex.hold import Hold
-from lb_operator.mutex.leases import Conflict, LeaseAPI, Missing, Unavailable
-from lb_operator.mutex.records import (
-    KEY_ANNOTATION,
-    LOCK_LABEL,
-    LeaseRecord,
-    key_kind,
-    lease_name,
-    micro_time,
-)
+from lb_operator.mutex.leases import Conflict, LeaseAPI, LeaseCalls, Missing, Unavailable
+from lb_operator.mutex.records import key_kind, lease_name, micro_time
 from lb_operator.mutex.settings import MutexSettings
 from lb_operator.mutex.sweeper import sweep_forever
-from lb_operator.mutex.watch import LeaseWatch, Observed
+from lb_operator.mutex.watch import LeaseWatch
 
 logger = logging.getLogger(__name__)
 
@@ -85,25 +79,33 @@ class LeaseMutex:
 
     def __init__(
         self,
-        api_client: client.ApiClient,
+        api_client: client.ApiClient | None,
         namespace: str,
         identity: str,
         settings: MutexSettings | None = None,
         *,
         sweep: bool = True,
+        lease_calls: LeaseCalls | None = None,
     ) -> None:
+        """``lease_calls`` replaces the API client's Lease calls (a fake Lease API in unit tests)."""
         if not identity:
             raise ValueError("identity must name this process's pod (e.g. its pod name)")
         self.settings = settings or MutexSettings()
         # The random part tells apart two lives of one pod name (a restart).
         self.identity = f"{identity}/{secrets.token_hex(4)}"
         self.namespace = namespace
-        self.api = LeaseAPI(api_client, namespace, self.settings.request_timeout)
+        if lease_calls is not None:
+            self.api: LeaseCalls = lease_calls
+        elif api_client is not None:
+            self.api = LeaseAPI(api_client, namespace, self.settings.request_timeout)
+        else:
+            raise ValueError("give an API client (or, in tests, lease_calls)")
         self.watch = LeaseWatch(self.api, self.settings)
-        self._queues: dict[str, _LocalQueue] = {}
+        self._queues: dict[str, _LocalQueue] = {}  # by Lease name; an entry only while in use
         self._sweep = sweep
         self._sweeper: asyncio.Task[None] | None = None
         self._hooks: set[asyncio.Task[None]] = set()
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> LeaseMutex:
         self.start()
@@ -127,12 +129,13 @@ class LeaseMutex:
         self._sweeper = None
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # In-doubt cleanups are bounded by the release timeout: let them finish.
+        await asyncio.gather(*tasks, *self._cleanups, return_exceptions=True)
         await self.watch.stop()
 
     def is_busy(self, key_or_name: str) -> bool:
         """True while a task of this process holds or waits for the lock (by key or Lease name)."""
-        return any(key == key_or_name or lease_name(key) == key_or_name for key in self._queues)
+        return lease_name(key_or_name) in self._queues  # a Lease name maps to itself
 
     def hold(
         self,
@@ -172,7 +175,7 @@ class LeaseMutex:
                 record = observed.record
                 if record.holder is None or loop.time() >= observed.expires_at():
                     await self.api.delete(name, record.resource_version, kind)
-                    self.watch.forget(name)
+                    self.watch.forget(name, deleted_at=record.resource_version)
                     return True
             except Missing:
                 self.watch.forget(name)
@@ -183,7 +186,7 @@ class LeaseMutex:
                 return False
             if loop.time() >= until:
                 return False
-            await self.watch.wait_for_change(name, record.resource_version, min(until, observed.expires_at()))
+            await self.watch.wait_for_newer(name, record.resource_version, min(until, observed.expires_at()))
         return False
 
     # -- acquisition -----------------------------------------------------------------------------
@@ -191,20 +194,19 @@ class LeaseMutex:
     async def _acquire(
         self, key: str, deadline: float, owner: dict[str, Any] | None, on_wait: WaitHook | None, *, wait: bool
     ) -> Hold | None:
-        name = lease_name(key)
         kind = key_kind(key)
         self.start()
         loop = asyncio.get_running_loop()
         started = loop.time()
-        queue = self._queues.setdefault(key, _LocalQueue())
+        queue = self._queues.setdefault(lease_name(key), _LocalQueue())
         queue.users += 1
+        contender: Contender | None = None
         hold: Hold | None = None
-        locked = False
         try:
             if queue.lock.locked():
                 if not wait:
                     return None
-                self._notify(on_wait, Waiting(key, name, f"{self.identity} (another task of this process)"))
+                self.notify_waiting(on_wait, key, f"{self.identity} (another task of this process)")
                 on_wait = None
             try:
                 async with asyncio.timeout_at(deadline):
@@ -213,8 +215,8 @@ class LeaseMutex:
                 raise LockTimeout(
                     key, self.identity, loop.time() - started, "queued behind local tasks"
                 ) from None
-            locked = True
-            hold = await self._contend(key, name, kind, started, deadline, owner, on_wait, wait=wait)
+            contender = Contender(self, key, started, deadline, owner, on_wait, wait=wait)
+            hold = await contender.run()
             return hold
         except LockTimeout:
             metrics.TIMEOUTS.labels(kind=kind).inc()
@@ -222,162 +224,54 @@ class LeaseMutex:
             raise
         finally:
             if hold is None:
-                if locked:
-                    queue.lock.release()
-                self._leave(key)
+                if contender is None:
+                    self._leave(key)  # never got the local queue
+                elif contender.in_doubt is None:
+                    self.release_local(key)
+                else:
+                    self._clean_up_in_doubt(key, contender.in_doubt)
+
+    def _clean_up_in_doubt(self, key: str, attempt: Attempt) -> None:
+        """Our acquiring write may have landed although we gave up: clear exactly that write.
+
+        Runs in its own task, so the caller's ``LockTimeout`` or cancellation
+        is not delayed, and owns the local queue until it is done: the next
+        local task cannot get in while the cleanup may still clear a lease
+        (it would clear that task's hold, and let a remote replica in).
+        """
+        task = asyncio.create_task(self._clear_attempt(key, attempt), name=f"clean up {lease_name(key)}")
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        task.add_done_callback(lambda _: self.release_local(key))
+
+    async def _clear_attempt(self, key: str, attempt: Attempt) -> None:
+        name, kind = lease_name(key), key_kind(key)
+        try:
+            obj = await self.api.get(name, kind)
+        except (Missing, Unavailable):
+            return  # absent, or unknowable: a lease we may hold expires by itself
+        if attempt.landed_in(obj):
+            await self.clear_holder(key, obj, attempt.transitions)
 
     def _leave(self, key: str) -> None:
-        queue = self._queues.get(key)
+        name = lease_name(key)
+        queue = self._queues.get(name)
         if queue is not None:
             queue.users -= 1
             if queue.users <= 0:
-                del self._queues[key]
+                del self._queues[name]
 
-    def _release_local(self, key: str) -> None:
-        queue = self._queues.get(key)
+    def release_local(self, key: str) -> None:
+        queue = self._queues.get(lease_name(key))
         if queue is not None:
             queue.lock.release()
         self._leave(key)
 
-    async def _contend(
-        self,
-        key: str,
-        name: str,
-        kind: str,
-        started: float,
-        deadline: float,
-        owner: dict[str, Any] | None,
-        on_wait: WaitHook | None,
-        *,
-        wait: bool,
-    ) -> Hold | None:
-        """The head of the local queue against the API server, until it holds or gives up."""
-        loop = asyncio.get_running_loop()
-        backoff = self.settings.retry_initial
-        force_read = False
-        holder_seen: str | None = None
-        last_error: str | None = None
-        write_in_doubt = False  # a write may have landed without us seeing the answer
-        try:
-            while True:
-                now = loop.time()
-                if now >= deadline:
-                    raise LockTimeout(key, holder_seen, now - started, last_error)
-                try:
-                    from_cache = self.watch.synced and not force_read
-                    observed = await self._read(name, kind, deadline, force=force_read)
-                    force_read = False
-                    record = observed.record if observed else None
-                    if record is not None and record.key not in (None, key):
-                        raise LeaseKeyCollision(
-                            f"keys {key!r} and {record.key!r} share Lease {name!r}; use keys that differ "
-                            "in more than punctuation"
-                        )
-                    if (
-                        observed is not None
-                        and record is not None
-                        and record.holder not in (None, self.identity)
-                        and loop.time() < observed.expires_at()
-                    ):
-                        holder_seen = record.holder
-                        if not wait:
-                            if from_cache:  # the cache may trail a release by milliseconds: ask once
-                                force_read = True
-                                continue
-                            return None
-                        self._notify(on_wait, Waiting(key, name, record.holder))
-                        on_wait = None
-                        await self.watch.wait_for_change(
-                            name, record.resource_version, min(deadline, observed.expires_at())
-                        )
-                        force_read = not self.watch.synced
-                        continue
-                    sent = loop.time()
-                    write_in_doubt = True
-                    written = await self._write_acquire(key, name, kind, observed, owner, deadline - sent)
-                except Conflict:
-                    force_read = True
-                    continue
-                except Unavailable as error:
-                    last_error = str(error)
-                    force_read = True
-                    pause = min(backoff, max(0.0, deadline - loop.time()))
-                    backoff = min(backoff * 2, self.settings.retry_max)
-                    await asyncio.sleep(pause)
-                    continue
-                write_in_doubt = False
-                self.watch.observe(written)
-                self._count_acquisition(kind, record, observed, started, sent)
-                return Hold(self, key, written, sent, lambda: self._release_local(key))
-        except BaseException:
-            if write_in_doubt:
-                # Cancelled or timed out while our write was in flight: it may have
-                # landed. Release whatever is ours, shielded from the cancellation.
-                await asyncio.shield(asyncio.create_task(self._clear_if_ours(key, name, kind)))
-            raise
-
-    async def _read(self, name: str, kind: str, deadline: float, *, force: bool) -> Observed | None:
-        if self.watch.synced and not force:
-            return self.watch.get(name)
-        try:
-            obj = await self.api.get(name, kind, budget=deadline - asyncio.get_running_loop().time())
-        except Missing:
-            self.watch.forget(name)
-            return None
-        return self.watch.observe(obj)
-
-    async def _write_acquire(
-        self,
-        key: str,
-        name: str,
-        kind: str,
-        observed: Observed | None,
-        owner: dict[str, Any] | None,
-        budget: float,
-    ) -> dict[str, Any]:
-        now = micro_time()
-        spec = {
-            "holderIdentity": self.identity,
-            "leaseDurationSeconds": self.settings.lease_duration,
-            "acquireTime": now,
-            "renewTime": now,
-        }
-        if observed is None:
-            metadata: dict[str, Any] = {
-                "name": name,
-                "namespace": self.namespace,
-                "labels": {LOCK_LABEL: "true"},
-                "annotations": {KEY_ANNOTATION: key},
-            }
-            if owner is not None:
-                metadata["ownerReferences"] = [owner]
-            body: dict[str, Any] = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": metadata,
-            }
-            body["spec"] = {**spec, "leaseTransitions": 1}
-            return await self.api.create(body, kind, budget=budget)
-        body = copy.deepcopy(observed.record.raw)
-        body["spec"] = {**body.get("spec", {}), **spec, "leaseTransitions": observed.record.transitions + 1}
-        body["metadata"].setdefault("annotations", {})[KEY_ANNOTATION] = key
-        return await self.api.replace(body, kind, budget=budget)
-
-    def _count_acquisition(
-        self, kind: str, record: LeaseRecord | None, observed: Observed | None, started: float, sent: float
-    ) -> None:
-        metrics.ACQUISITIONS.labels(kind=kind).inc()
-        metrics.WAIT_SECONDS.labels(kind=kind).observe(sent - started)
-        if record is not None and observed is not None and record.transitions > 0:
-            if record.holder is None:
-                metrics.HANDOVERS.labels(kind=kind, how="released").inc()
-            elif record.holder != self.identity:
-                metrics.HANDOVERS.labels(kind=kind, how="expired").inc()
-
-    def _notify(self, hook: WaitHook | None, waiting: Waiting) -> None:
+    def notify_waiting(self, hook: WaitHook | None, key: str, holder: str) -> None:
         """Run the caller's wait hook beside the wait: it must neither block nor break the lock."""
         if hook is None:
             return
+        waiting = Waiting(key, lease_name(key), holder)
 
         async def run() -> None:
             try:
@@ -426,15 +320,6 @@ class LeaseMutex:
         logger.warning(
             "could not release %s in %ss; it expires by itself", name, self.settings.release_timeout
         )
-
-    async def _clear_if_ours(self, key: str, name: str, kind: str) -> None:
-        try:
-            obj = await self.api.get(name, kind)
-        except (Missing, Unavailable):
-            return  # absent, or unknowable: a lease we may hold expires by itself
-        spec = obj.get("spec") or {}
-        if spec.get("holderIdentity") == self.identity:
-            await self.clear_holder(key, obj, int(spec.get("leaseTransitions") or 0))
 
 
 class _HoldContext:

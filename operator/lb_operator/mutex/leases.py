@@ -13,10 +13,11 @@ about: ``Conflict`` (someone else wrote first), ``Missing`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Protocol
 
 import aiohttp
 from kubernetes.aio import client
@@ -41,16 +42,77 @@ class Unavailable(LeaseAPIError):
     """The API server could not be reached, timed out, or failed (5xx, 429, or another error)."""
 
 
+class RequestLedger:
+    """Requests made, per verb, and how many were ever in flight at once on one Lease.
+
+    Only Leases with a request in flight have an entry: memory stays flat
+    however many keys a process ever locks.
+    """
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.max_in_flight = 0  # on any one Lease; the local queue keeps it at 1
+        self._in_flight: Counter[str] = Counter()
+
+    def count(self, verb: str, kind: str) -> None:
+        self.requests[verb] += 1
+        metrics.API_REQUESTS.labels(kind=kind, verb=verb).inc()
+
+    @contextlib.contextmanager
+    def request(self, verb: str, kind: str, lease: str | None) -> Iterator[None]:
+        """Count one request; while it runs, it is in flight on ``lease``."""
+        self.count(verb, kind)
+        if lease is None:
+            yield
+            return
+        self._in_flight[lease] += 1
+        self.max_in_flight = max(self.max_in_flight, self._in_flight[lease])
+        try:
+            yield
+        finally:
+            self._in_flight[lease] -= 1
+            if self._in_flight[lease] <= 0:
+                del self._in_flight[lease]
+
+    def leases_in_flight(self) -> int:
+        """How many Leases have a request in flight now (and so an entry here)."""
+        return len(self._in_flight)
+
+
+class LeaseCalls(Protocol):
+    """The Lease calls the mutex makes; ``LeaseAPI`` on a real server, a fake in unit tests.
+
+    Every call raises only ``Conflict``, ``Missing`` or ``Unavailable`` (or is cancelled).
+    """
+
+    namespace: str
+    ledger: RequestLedger
+
+    async def get(self, name: str, kind: str, budget: float | None = None) -> dict[str, Any]: ...
+
+    async def create(
+        self, body: dict[str, Any], kind: str, budget: float | None = None
+    ) -> dict[str, Any]: ...
+
+    async def replace(
+        self, body: dict[str, Any], kind: str, budget: float | None = None
+    ) -> dict[str, Any]: ...
+
+    async def delete(self, name: str, resource_version: str, kind: str) -> None: ...
+
+    async def list(self) -> dict[str, Any]: ...
+
+    def watch(self, resource_version: str, timeout_seconds: int) -> AsyncIterator[dict[str, Any]]: ...
+
+
 class LeaseAPI:
-    """Lease calls in one namespace, with request counts per verb and key kind."""
+    """Lease calls in one namespace, counted in a ``RequestLedger``."""
 
     def __init__(self, api_client: client.ApiClient, namespace: str, request_timeout: float) -> None:
         self._api = api_client
         self.namespace = namespace
         self._request_timeout = request_timeout
-        self.requests: Counter[str] = Counter()
-        self._in_flight: Counter[str] = Counter()
-        self.max_in_flight: Counter[str] = Counter()  # per Lease name: the local queue keeps it at 1
+        self.ledger = RequestLedger()
 
     def _path(self, name: str | None = None) -> str:
         base = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
@@ -66,29 +128,25 @@ class LeaseAPI:
         body: dict[str, Any] | None = None,
         query: list[tuple[str, str]] | None = None,
         budget: float | None = None,
+        lease: str | None = None,
     ) -> dict[str, Any]:
-        self.requests[verb] += 1
-        metrics.API_REQUESTS.labels(kind=kind, verb=verb).inc()
         seconds = self._request_timeout if budget is None else max(0.001, min(budget, self._request_timeout))
-        self._in_flight[path] += 1
-        self.max_in_flight[path] = max(self.max_in_flight[path], self._in_flight[path])
-        try:
-            params = await self._api.param_serialize(
-                method,
-                path,
-                query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
-                body=body,
-                auth_settings=["BearerToken"],
-            )
-            response = await self._api.call_api(
-                *params, _request_timeout=aiohttp.ClientTimeout(total=seconds)
-            )
-            data: bytes = await response.read()  # type: ignore[no-untyped-call]
-        except (aiohttp.ClientError, TimeoutError, OSError) as error:
-            raise Unavailable(f"{method} {path}: {type(error).__name__}: {error}") from error
-        finally:
-            self._in_flight[path] -= 1
+        with self.ledger.request(verb, kind, lease):
+            try:
+                params = await self._api.param_serialize(
+                    method,
+                    path,
+                    query_params=query or [],
+                    header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                    body=body,
+                    auth_settings=["BearerToken"],
+                )
+                response = await self._api.call_api(
+                    *params, _request_timeout=aiohttp.ClientTimeout(total=seconds)
+                )
+                data: bytes = await response.read()  # type: ignore[no-untyped-call]
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                raise Unavailable(f"{method} {path}: {type(error).__name__}: {error}") from error
         status = int(response.status)
         if status == 409:
             raise Conflict(f"{method} {path}: 409 {_message(data)}")
@@ -100,15 +158,17 @@ class LeaseAPI:
         return parsed
 
     async def get(self, name: str, kind: str, budget: float | None = None) -> dict[str, Any]:
-        return await self._request("get", kind, "GET", self._path(name), budget=budget)
+        return await self._request("get", kind, "GET", self._path(name), budget=budget, lease=name)
 
     async def create(self, body: dict[str, Any], kind: str, budget: float | None = None) -> dict[str, Any]:
-        return await self._request("create", kind, "POST", self._path(), body=body, budget=budget)
+        name = body["metadata"]["name"]
+        return await self._request("create", kind, "POST", self._path(), body=body, budget=budget, lease=name)
 
     async def replace(self, body: dict[str, Any], kind: str, budget: float | None = None) -> dict[str, Any]:
         """PUT carrying ``metadata.resourceVersion``: 409 unless nobody wrote since we read."""
         name = body["metadata"]["name"]
-        return await self._request("update", kind, "PUT", self._path(name), body=body, budget=budget)
+        path = self._path(name)
+        return await self._request("update", kind, "PUT", path, body=body, budget=budget, lease=name)
 
     async def delete(self, name: str, resource_version: str, kind: str) -> None:
         """Delete only if unchanged since we read it (a precondition, not a race)."""
@@ -117,7 +177,7 @@ class LeaseAPI:
             "kind": "DeleteOptions",
             "preconditions": {"resourceVersion": resource_version},
         }
-        await self._request("delete", kind, "DELETE", self._path(name), body=body)
+        await self._request("delete", kind, "DELETE", self._path(name), body=body, lease=name)
 
     async def list(self) -> dict[str, Any]:
         query = [("labelSelector", LOCK_LABEL)]
@@ -125,8 +185,7 @@ class LeaseAPI:
 
     async def watch(self, resource_version: str, timeout_seconds: int) -> AsyncIterator[dict[str, Any]]:
         """Events of lock Leases after ``resource_version`` until the server ends the stream."""
-        self.requests["watch"] += 1
-        metrics.API_REQUESTS.labels(kind="watch", verb="watch").inc()
+        self.ledger.count("watch", "watch")
         query = [
             ("labelSelector", LOCK_LABEL),
             ("watch", "true"),

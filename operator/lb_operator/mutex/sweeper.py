@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 
 from lb_operator.mutex import metrics
-from lb_operator.mutex.leases import Conflict, LeaseAPI, Missing, Unavailable
+from lb_operator.mutex.leases import Conflict, LeaseCalls, Missing, Unavailable
 from lb_operator.mutex.settings import MutexSettings
 from lb_operator.mutex.watch import LeaseWatch
 
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 async def sweep_once(
-    api: LeaseAPI, watch: LeaseWatch, settings: MutexSettings, is_busy: Callable[[str], bool]
+    api: LeaseCalls, watch: LeaseWatch, settings: MutexSettings, is_busy: Callable[[str], bool]
 ) -> int:
     """Delete every lock Lease idle for ``sweep_idle_after``; return how many were deleted."""
     if not watch.synced:
@@ -41,7 +41,7 @@ async def sweep_once(
             await api.delete(name, record.resource_version, "sweep")
         except (Conflict, Missing):
             continue  # changed or gone meanwhile: not idle after all, or done by another replica
-        watch.forget(name)
+        watch.forget(name, deleted_at=record.resource_version)
         metrics.SWEPT.inc()
         deleted += 1
         logger.info("deleted idle lock lease %s (key %s)", name, record.key)
@@ -49,7 +49,7 @@ async def sweep_once(
 
 
 async def sweep_forever(
-    api: LeaseAPI, watch: LeaseWatch, settings: MutexSettings, is_busy: Callable[[str], bool]
+    api: LeaseCalls, watch: LeaseWatch, settings: MutexSettings, is_busy: Callable[[str], bool]
 ) -> None:
     while True:
         await asyncio.sleep(settings.sweep_interval)

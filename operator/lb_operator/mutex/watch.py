@@ -14,7 +14,23 @@ skew between nodes cannot make a live lease look expired.
 
 When the watch is down (API server trouble), ``synced`` is false: waiters
 then read the Lease themselves and fall back to a timer at its predicted
-expiry, and the watch is re-established with back-off.
+expiry, and the watch is re-established with back-off. The back-off grows
+over consecutive watch streams that brought nothing (a failed LIST, a WATCH
+refused or cut at once), and resets only once a stream delivers.
+
+Cache invariants, kept by ``observe`` and ``forget`` alone:
+
+1. A record is only ever replaced by a *newer* version (a higher
+   resourceVersion): a stale event, GET or LIST cannot roll it back.
+2. A record is only dropped by news of a deletion at least as new as it
+   (``forget(name, deleted_at)``): a stale DELETED event, or a LIST taken
+   before we wrote the Lease, cannot drop a Lease we re-created since.
+3. ``wait_for_newer`` returns only when a newer record arrives, the record
+   is dropped, the sync state flips, or its timer fires — never at once
+   because the record is missing, so a caller looping on it always yields.
+
+A hold's renewer relies on none of these for safety (it judges by its own
+writes and the clock); they keep waiting cheap and the event loop free.
 """
 
 from __future__ import annotations
@@ -26,8 +42,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lb_operator.mutex import metrics
-from lb_operator.mutex.leases import LeaseAPI, Unavailable
-from lb_operator.mutex.records import LeaseRecord
+from lb_operator.mutex.leases import LeaseCalls, Unavailable
+from lb_operator.mutex.records import LeaseRecord, parse_resource_version
 from lb_operator.mutex.settings import MutexSettings
 
 logger = logging.getLogger(__name__)
@@ -47,7 +63,7 @@ class Observed:
 class LeaseWatch:
     """The process-wide cache of lock Leases, kept current by a watch."""
 
-    def __init__(self, api: LeaseAPI, settings: MutexSettings) -> None:
+    def __init__(self, api: LeaseCalls, settings: MutexSettings) -> None:
         self._api = api
         self._settings = settings
         self._records: dict[str, Observed] = {}
@@ -55,6 +71,7 @@ class LeaseWatch:
         self._synced = False
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        self.starts = 0  # watch streams opened (a measure of churn, for tests and metrics)
 
     @property
     def synced(self) -> bool:
@@ -78,8 +95,12 @@ class LeaseWatch:
     def names(self) -> list[str]:
         return list(self._records)
 
+    def waiting(self, name: str) -> int:
+        """How many tasks wait for news of ``name`` (for tests and introspection)."""
+        return len(self._waiters.get(name, ()))
+
     def observe(self, obj: dict[str, Any]) -> Observed:
-        """Take in a Lease we read or wrote ourselves, if it is newer than what we have."""
+        """Take in a Lease we read or wrote ourselves, if it is newer than what we have (invariant 1)."""
         record = LeaseRecord.from_object(obj)
         current = self._records.get(record.name)
         if current is not None and not record.is_newer_than(current.record):
@@ -89,15 +110,29 @@ class LeaseWatch:
         self._wake(record.name)
         return observed
 
-    def forget(self, name: str) -> None:
-        """The Lease is gone (deleted, or a GET said 404)."""
-        if self._records.pop(name, None) is not None:
-            self._wake(name)
+    def forget(self, name: str, deleted_at: str | None = None) -> None:
+        """The Lease was deleted at version ``deleted_at`` (``None``: at an unknown, current version).
 
-    async def wait_for_change(self, name: str, version: str | None, until: float) -> None:
-        """Return once the cached version of ``name`` is not ``version``, or at ``until`` (loop time)."""
+        Keeps a record newer than the deletion (invariant 2): the Lease was
+        re-created since, e.g. by our own update (PUT creates a missing Lease).
+        """
         current = self._records.get(name)
-        if (current.record.resource_version if current else None) != version:
+        if current is None:
+            return
+        if deleted_at is not None and current.record.version > parse_resource_version(deleted_at):
+            return
+        del self._records[name]
+        self._wake(name)
+
+    async def wait_for_newer(self, name: str, version: str, until: float) -> None:
+        """Return once a record of ``name`` newer than ``version`` is cached, on news, or at ``until``.
+
+        Other news: the record was dropped, or the sync state flipped. With
+        no record cached this waits (invariant 3); it returns at once only
+        if a newer record is already there.
+        """
+        current = self._records.get(name)
+        if current is not None and current.record.version > parse_resource_version(version):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiters = self._waiters.setdefault(name, set())
@@ -125,13 +160,17 @@ class LeaseWatch:
                 self._wake(name)
 
     async def _run(self) -> None:
-        backoff = self._settings.retry_initial
+        failures = 0  # consecutive watch streams that brought nothing
         while True:
             try:
                 version = await self._relist()
-                backoff = self._settings.retry_initial
                 while True:
-                    version = await self._follow(version)
+                    version, delivered = await self._follow(version)
+                    if delivered:
+                        failures = 0
+                        continue
+                    failures += 1  # cut at once with nothing: a proxy, or a flaky server
+                    await self._pause(failures)
             except Unavailable as error:
                 self.last_error = str(error)
                 logger.warning("lock lease watch interrupted: %s; re-establishing", error)
@@ -139,36 +178,52 @@ class LeaseWatch:
                 logger.info("lock lease watch expired (410); relisting")
             self._set_synced(False)
             metrics.WATCH_RESTARTS.inc()
-            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-            backoff = min(backoff * 2, self._settings.watch_backoff_max)
+            failures += 1
+            await self._pause(failures)
+
+    async def _pause(self, failures: int) -> None:
+        """Back off before the next LIST or WATCH: doubling per consecutive failure, jittered."""
+        ceiling = self._settings.retry_initial * 2 ** min(failures - 1, 30)
+        await asyncio.sleep(min(ceiling, self._settings.watch_backoff_max) * random.uniform(0.8, 1.2))
 
     async def _relist(self) -> str:
         listing = await self._api.list()
+        listed_at = str(listing["metadata"]["resourceVersion"])
         present = set()
         for item in listing.get("items", []):
             item.setdefault("apiVersion", "coordination.k8s.io/v1")
             item.setdefault("kind", "Lease")
             present.add(self.observe(item).record.name)
         for name in set(self._records) - present:
-            self.forget(name)
+            self.forget(name, deleted_at=listed_at)  # absent from the snapshot: gone, unless newer
         self._set_synced(True)
-        return str(listing["metadata"]["resourceVersion"])
+        return listed_at
 
-    async def _follow(self, version: str) -> str:
-        """Apply events until the server ends the stream; return where to resume."""
+    async def _follow(self, version: str) -> tuple[str, bool]:
+        """Apply events until the server ends the stream; return where to resume, and if it delivered.
+
+        A stream that stayed open for ``watch_backoff_max`` counts as having
+        delivered even with no event: the server simply had nothing to say.
+        """
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
+        delivered = False
+        self.starts += 1
         async for event in self._api.watch(version, self._settings.watch_timeout):
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":
                 if obj.get("code") == 410:
                     raise _Expired
                 raise Unavailable(f"watch error: {obj.get('message', obj)}")
+            delivered = True
             version = str(obj.get("metadata", {}).get("resourceVersion", version))
             if kind in ("ADDED", "MODIFIED"):
                 self.observe(obj)
             elif kind == "DELETED":
-                self.forget(str(obj["metadata"]["name"]))
+                self.forget(str(obj["metadata"]["name"]), deleted_at=version)
             self._set_synced(True)
-        return version
+        lasted = loop.time() - opened
+        return version, delivered or lasted >= self._settings.watch_backoff_max
 
 
 class _Expired(Exception):

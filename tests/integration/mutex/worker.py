@@ -92,7 +92,7 @@ async def main(cfg: dict[str, Any]) -> None:
     ):
         log.write("started", identity=mutex.identity)
         await {"sections": sections, "hold": hold, "wait": wait}[cfg["mode"]](mutex, cfg, log)
-        log.write("done", requests=dict(mutex.api.requests))
+        log.write("done", requests=dict(mutex.api.ledger.requests))
 
 
 if __name__ == "__main__":

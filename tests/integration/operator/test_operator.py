@@ -203,19 +203,20 @@ async def test_deleting_everything_empties_the_cloud_and_leaves_no_finalizer_or_
     crds: Cluster, ns: str, simulator: Simulator, operator: Operator, api: client.ApiClient
 ) -> None:
     manifests = fleet(ns, 2, 2, 2)
-    _apply(crds, manifests)
+    await asyncio.to_thread(_apply, crds, manifests)
     await asyncio.to_thread(
         wait_for, "the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 180
     )
-    lb_uuids = {o["status"]["uuid"] for o in objects(crds, ns) if o["kind"] == "LoadBalancer"}
+    found = await asyncio.to_thread(objects, crds, ns)
+    lb_uuids = {o["status"]["uuid"] for o in found if o["kind"] == "LoadBalancer"}
     assert await _lock_leases(api, lb_uuids), "no lock Lease was ever made: the test proves nothing"
 
     deleted = await asyncio.to_thread(
         crds.kubectl, "delete", "lboperator", "--all", "-n", ns, "--timeout=180s"
     )
     assert deleted.returncode == 0, deleted.stderr
-    assert objects(crds, ns) == []
-    stats = simulator.stats()
+    assert await asyncio.to_thread(objects, crds, ns) == []
+    stats = await asyncio.to_thread(simulator.stats)
     assert stats["objects"] == {
         "load_balancers": 0,
         "pools": 0,
@@ -236,15 +237,17 @@ async def test_a_handler_that_times_out_on_the_lock_retries_and_succeeds(
     operator = _start(crds, simulator, logs, ns, handler_timeout=1)
     try:
         manifests = fleet(ns, 1, 1, 0)
-        _apply(crds, manifests)
+        await asyncio.to_thread(_apply, crds, manifests)
         await asyncio.to_thread(
             wait_for, "the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120
         )
-        lb_uuid = next(o["status"]["uuid"] for o in objects(crds, ns) if o["kind"] == "LoadBalancer")
+        found = await asyncio.to_thread(objects, crds, ns)
+        lb_uuid = next(o["status"]["uuid"] for o in found if o["kind"] == "LoadBalancer")
         async with LeaseMutex(api, "default", "test-holder") as mutex:
             loop = asyncio.get_running_loop()
             async with mutex.hold(f"lb/{lb_uuid}", deadline=loop.time() + 10):
-                patched = crds.kubectl(
+                patched = await asyncio.to_thread(
+                    crds.kubectl,
                     "patch",
                     "lbpool",
                     "lb0-pool0",
@@ -261,7 +264,7 @@ async def test_a_handler_that_times_out_on_the_lock_retries_and_succeeds(
                     return synced.get("reason") == "LockTimeout"
 
                 await asyncio.to_thread(wait_for, "the pool's handler to time out on the lock", timed_out, 30)
-                pools = simulator.list("load-balancers/pools")
+                pools = await asyncio.to_thread(simulator.list, "load-balancers/pools")
                 assert pools[0]["tags"].get("t") is None, "the pool changed while another held its LB's lock"
         await asyncio.to_thread(
             wait_for,
@@ -269,7 +272,7 @@ async def test_a_handler_that_times_out_on_the_lock_retries_and_succeeds(
             lambda: simulator.list("load-balancers/pools")[0]["tags"].get("t") == "1",
             60,
         )
-        synced = _conditions(crds, ns, "lbpool", "lb0-pool0")["Synced"]
+        synced = (await asyncio.to_thread(_conditions, crds, ns, "lbpool", "lb0-pool0"))["Synced"]
         assert synced["status"] == "True"
     finally:
         operator.stop()
@@ -318,3 +321,4 @@ def test_a_spec_the_cloud_rejects_is_reported_not_retried_hot(
     assert patched.returncode == 0, patched.stderr
     wait_for("the LB update", lambda: simulator.list("load-balancers")[0]["tags"].get("b") == "1", 60)
     assert rejections() == 1, "the operator retried a spec the cloud rejected"
+

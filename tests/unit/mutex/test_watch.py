@@ -1,0 +1,167 @@
+"""The shared Lease watch: its cache never goes back in time, and it backs off when the server balks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from fake_leases import FakeLeases, drained, unavailable, until
+
+from lb_operator.mutex import MutexSettings
+from lb_operator.mutex.watch import LeaseWatch
+
+
+def lease(name: str, version: int, holder: str | None = "other/1") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "resourceVersion": str(version)},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 3, "leaseTransitions": 1},
+    }
+
+
+@pytest.fixture
+async def watch(fake: FakeLeases, fast: MutexSettings) -> AsyncIterator[LeaseWatch]:
+    watching = LeaseWatch(fake, fast)
+    watching.start()
+    await until("the first sync", lambda: watching.synced)
+    yield watching
+    await watching.stop()
+
+
+def _version(watch: LeaseWatch, name: str) -> str | None:
+    seen = watch.get(name)
+    return seen.record.resource_version if seen else None
+
+
+async def test_a_stale_deleted_event_does_not_drop_a_lease_recreated_since(
+    fake: FakeLeases, watch: LeaseWatch
+) -> None:
+    # Swept at 150, re-created by our own update at 151: its answer reaches us before the DELETED event.
+    watch.observe(lease("lb-a", 151, holder="replica/1"))
+    fake.inject("DELETED", lease("lb-a", 150))
+    await drained(fake, watch)
+    assert _version(watch, "lb-a") == "151"
+
+
+async def test_a_deleted_event_newer_than_the_record_drops_it(fake: FakeLeases, watch: LeaseWatch) -> None:
+    watch.observe(lease("lb-a", 150))
+    fake.inject("DELETED", lease("lb-a", 151))
+    await drained(fake, watch)
+    assert watch.get("lb-a") is None
+
+
+async def test_an_older_event_never_rolls_a_record_back(fake: FakeLeases, watch: LeaseWatch) -> None:
+    watch.observe(lease("lb-a", 160, holder="replica/1"))
+    fake.inject("MODIFIED", lease("lb-a", 155, holder="other/1"))
+    await drained(fake, watch)
+    seen = watch.get("lb-a")
+    assert seen is not None
+    assert (seen.record.resource_version, seen.record.holder) == ("160", "replica/1")
+
+
+async def _relist(fake: FakeLeases, during: Any = None) -> None:
+    """Make the watch relist: its next resume is answered 410 Gone. ``during`` runs inside the LIST."""
+
+    async def listed() -> None:
+        fake.oldest_watchable = 0
+        if during is not None:
+            during()
+
+    fake.oldest_watchable = fake.version + 1_000_000
+    fake.after["list"].append(listed)
+    lists = fake.ledger.requests["list"]
+    fake.cut_watches()
+    await until("the relist", lambda: fake.ledger.requests["list"] > lists)
+
+
+async def test_a_relist_keeps_a_lease_written_after_its_snapshot(fake: FakeLeases, watch: LeaseWatch) -> None:
+    seen_at_resume: list[str | None] = []
+
+    async def look() -> None:
+        seen_at_resume.append(_version(watch, "lb-new"))
+
+    def our_write_lands_meanwhile() -> None:
+        # The snapshot is taken; our own create lands and we see its answer before the LIST's.
+        written = fake.put("lb-new", {"holderIdentity": "replica/1", "leaseTransitions": 1})
+        watch.observe(written)
+        fake.before["watch"].append(look)  # what the cache holds once the relist is done
+
+    await _relist(fake, during=our_write_lands_meanwhile)
+    await until("the watch to resume", lambda: bool(seen_at_resume))
+    assert seen_at_resume[0] is not None, "the relist dropped a lease newer than its snapshot"
+
+
+async def test_a_relist_drops_what_was_deleted_before_its_snapshot(
+    fake: FakeLeases, watch: LeaseWatch
+) -> None:
+    fake.put("lb-gone", {"holderIdentity": None})
+    await until("the lease in the cache", lambda: watch.get("lb-gone") is not None)
+    del fake.objects["lb-gone"]  # deleted while the watch was away: no event will tell
+    await _relist(fake)
+    await until("the synced relist", lambda: watch.synced)
+    await drained(fake, watch)
+    assert watch.get("lb-gone") is None
+
+
+async def test_410_gone_relists_and_the_cache_is_current_again(fake: FakeLeases, watch: LeaseWatch) -> None:
+    await _relist(fake, during=lambda: fake.put("lb-b", {"holderIdentity": "other/2"}))
+    await drained(fake, watch)
+    assert watch.synced
+    seen = watch.get("lb-b")
+    assert seen is not None
+    assert seen.record.holder == "other/2"
+
+
+async def test_a_bookmark_moves_where_the_watch_resumes(fake: FakeLeases, watch: LeaseWatch) -> None:
+    fake.version = 5000  # writes to other objects moved the store on; a bookmark says so
+    fake.inject("BOOKMARK", {"metadata": {"resourceVersion": "5000"}})
+    fake.cut_watches()  # the stream delivers what it has, then ends
+    await until("the watch to resume", lambda: len(fake.watch_starts) >= 2)
+    assert fake.watch_starts[-1] == "5000"
+    assert fake.ledger.requests["list"] == 1  # resumed, not relisted
+
+
+async def test_a_refused_watch_is_retried_with_growing_pauses(fake: FakeLeases, fast: MutexSettings) -> None:
+    fake.fail_next("watch", unavailable("403 forbidden: cannot watch leases"), times=10_000)
+    watching = LeaseWatch(fake, fast)
+    watching.start()
+    try:
+        await asyncio.sleep(1.5)  # the observation window: count what it does in it
+    finally:
+        await watching.stop()
+    # Doubling from 50 ms to the 1 s ceiling: about 6 starts in 1.5 s; without back-off, dozens.
+    assert 2 <= len(fake.watch_starts) <= 9, f"{len(fake.watch_starts)} watch starts in 1.5 s"
+    assert fake.ledger.requests["list"] == len(fake.watch_starts)
+
+
+async def test_a_watch_cut_at_once_is_retried_with_growing_pauses(
+    fake: FakeLeases, fast: MutexSettings
+) -> None:
+    fake.end_streams_at_once = True
+    watching = LeaseWatch(fake, fast)
+    watching.start()
+    try:
+        await asyncio.sleep(1.5)  # the observation window
+    finally:
+        await watching.stop()
+    assert 2 <= len(fake.watch_starts) <= 9, f"{len(fake.watch_starts)} watch starts in 1.5 s"
+
+
+async def test_waiting_on_a_lease_the_cache_does_not_hold_waits_for_the_timer(watch: LeaseWatch) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await watch.wait_for_newer("lb-unknown", "7", started + 0.2)
+    assert loop.time() - started >= 0.19
+
+
+async def test_a_newer_record_ends_a_wait_at_once(fake: FakeLeases, watch: LeaseWatch) -> None:
+    first = fake.put("lb-c", {"holderIdentity": "other/1"})
+    await until("the lease in the cache", lambda: watch.get("lb-c") is not None)
+    loop = asyncio.get_running_loop()
+    waiter = asyncio.create_task(
+        watch.wait_for_newer("lb-c", first["metadata"]["resourceVersion"], loop.time() + 10)
+    )
+    await until("the waiter to wait", lambda: watch.waiting("lb-c") == 1)
+    fake.put("lb-c", {"holderIdentity": None})
+    await asyncio.wait_for(waiter, 2)
