@@ -25,7 +25,7 @@ from lb_operator.handlers import status
 from lb_operator.handlers.runtime import close_context, open_context
 from lb_operator.mutex import HoldLost, LockTimeout
 from lb_operator.reconcile import engine
-from lb_operator.reconcile.engine import Context, ParentNotReady
+from lb_operator.reconcile.engine import Context, ParentNotReady, family_key
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
 
@@ -107,27 +107,32 @@ async def on_delete(body: Mapping[str, Any], retry: int, memo: kopf.Memo, **_: A
 
 
 async def _discard_locks_of_gone_parents(ctx: Context, obj: Resource) -> None:
-    """Delete the lock Leases of a load balancer (and pool) that no longer exist in the cloud.
+    """Delete the lock Lease a deleted LoadBalancer or pool leaves behind, once it is gone from the cloud.
 
-    Every deletion checks, so whichever of an LB and its children finishes
-    last removes the Lease, whatever order Kubernetes deleted them in.
+    A LoadBalancer's family Lease goes with the LoadBalancer object; a
+    pool-scoped Lease with its pool. A child finishing later finds its cloud
+    object gone with its parent and takes no lock; whatever this misses,
+    the sweeper removes once idle.
     """
     if ctx.mutex is None:
         return
-    lb = obj.status.get("uuid") if obj.kind == "LoadBalancer" else obj.status.get("loadBalancerUUID")
-    pool = obj.status.get("uuid") if obj.kind == "LoadBalancerPool" else obj.status.get("poolUUID")
-    parents: list[tuple[str, Callable[[str], Awaitable[object]], str]] = []
-    if lb:
-        parents.append((f"lb/{lb}", ctx.cloud.get_load_balancer, str(lb)))
-    if pool:
-        parents.append((f"pool/{pool}", ctx.cloud.get_pool, str(pool)))
-    for key, read, uuid in parents:
-        try:
-            await read(uuid)
-        except NotFound:
-            await ctx.mutex.discard(key, _deadline(ctx))
-        except CloudError:
-            pass  # unknown: the sweeper removes an idle Lease later
+    still_there: Callable[[str], Awaitable[object]]
+    if obj.kind == "LoadBalancer":
+        key, still_there = family_key(obj.namespace, obj.name), ctx.cloud.get_load_balancer
+    elif obj.kind == "LoadBalancerPool":
+        key, still_there = f"pool/{obj.status.get('uuid')}", ctx.cloud.get_pool
+    else:
+        return
+    uuid = obj.status.get("uuid")
+    if not uuid:
+        await ctx.mutex.discard(key, _deadline(ctx))  # never made in the cloud
+        return
+    try:
+        await still_there(str(uuid))
+    except NotFound:
+        await ctx.mutex.discard(key, _deadline(ctx))
+    except CloudError:
+        pass  # unknown: the sweeper removes an idle Lease later
 
 
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

@@ -4,7 +4,9 @@
 2. Read the cloud object and compare it with the spec.
 3. In sync → return the status; no lock is taken (readers never pay for writers).
 4. Otherwise, under the Lease of the lock key: read again (another replica may
-   have done the work meanwhile), ``held.check()``, mutate, read back.
+   have done the work meanwhile), ``held.check()``, mutate, read back. The
+   key of a load balancer's whole tree is ``family_key`` of its object, so
+   its creation is locked as well as every later change.
 
 Level-based and idempotent: running it twice, or on two replicas at once,
 changes nothing the second time. Cloud objects carry the Kubernetes object's
@@ -22,6 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from kubernetes.aio import client
 
 from lb_operator.cloud import Backend, NotFound
+from lb_operator.cloud.models import LoadBalancer
 from lb_operator.mutex import Hold, LeaseMutex, Waiting
 from lb_operator.reconcile.resources import Resource, ResourceReader
 from lb_operator.settings import OperatorSettings
@@ -53,10 +56,29 @@ class Context:
 
 @dataclass(frozen=True)
 class Parent:
-    """Where a child object lives in the cloud."""
+    """Where a child object lives in the cloud, and the lock key of its load balancer's tree."""
 
     load_balancer: str
+    family: str
     pool: str | None = None
+
+
+def family_key(namespace: str, load_balancer: str) -> str:
+    """The lock key of a LoadBalancer object's whole tree: ``lb/<namespace>/<name>``.
+
+    Keyed on the Kubernetes object, not the cloud UUID, so that it exists
+    before the cloud load balancer does (its creation is serialized too: the
+    cloud has no idempotency key, and two replicas creating it would make
+    two) and never changes while a change may be in flight.
+    """
+    return f"lb/{namespace}/{load_balancer}"
+
+
+def family_of(load_balancer: LoadBalancer) -> str:
+    """The lock key of a cloud load balancer: its object's family if we made it, else its UUID."""
+    owner = load_balancer.tags.get(OBJECT_TAG, "")
+    namespace, dot, name = owner.partition(".")  # a namespace has no dots: the first one separates
+    return family_key(namespace, name) if dot and namespace and name else f"lb/{load_balancer.uuid}"
 
 
 @dataclass(frozen=True)
@@ -77,8 +99,8 @@ class Adapter(Protocol, Generic[C]):
 
     kind: str
 
-    def lock_key(self, ctx: Context, parent: Parent | None, current: C | None) -> str | None:
-        """The mutex key for mutating this object (``None``: no lock)."""
+    def lock_key(self, ctx: Context, obj: Resource, parent: Parent | None) -> str | None:
+        """The mutex key for mutating this object, creation included (``None``: no lock)."""
         ...
 
     async def parent(self, ctx: Context, obj: Resource) -> Parent | None: ...
@@ -138,7 +160,7 @@ async def reconcile(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: 
     if current is not None and adapter.changes(obj, current) is None:
         return adapter.outcome(obj, current, parent)  # in sync: no lock
 
-    async with serialized(ctx, adapter.lock_key(ctx, parent, current), obj, deadline) as held:
+    async with serialized(ctx, adapter.lock_key(ctx, obj, parent), obj, deadline) as held:
         current = await adapter.find(ctx, obj, parent)  # another replica may have done it meanwhile
         if current is None:
             _check(held)
@@ -159,14 +181,14 @@ async def delete(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: flo
     try:
         parent = await adapter.parent(ctx, obj)
     except ParentNotReady:
-        parent = _parent_from_status(obj)
+        parent = await _parent_from_status(ctx, obj)
     try:
         current = await adapter.find(ctx, obj, parent)
     except NotFound:
         current = None  # the parent is gone, and its children with it
     if current is None:
         return
-    async with serialized(ctx, adapter.lock_key(ctx, parent, current), obj, deadline) as held:
+    async with serialized(ctx, adapter.lock_key(ctx, obj, parent), obj, deadline) as held:
         _check(held)
         try:
             await adapter.delete(ctx, obj, current)
@@ -175,7 +197,16 @@ async def delete(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: flo
     ctx.events(obj, "Normal", "Deleted", f"deleted {adapter.kind} in the cloud")
 
 
-def _parent_from_status(obj: Resource) -> Parent | None:
-    """A child whose parent object is gone still knows, from its status, where it lived."""
+async def _parent_from_status(ctx: Context, obj: Resource) -> Parent | None:
+    """A child whose parent object is gone still knows, from its status, where it lived.
+
+    ``None`` when its load balancer is gone from the cloud too: then so is the child.
+    """
     lb = obj.status.get("loadBalancerUUID")
-    return Parent(load_balancer=str(lb), pool=obj.status.get("poolUUID")) if lb else None
+    if not lb:
+        return None
+    try:
+        cloud_lb = await ctx.cloud.get_load_balancer(str(lb))
+    except NotFound:
+        return None
+    return Parent(load_balancer=str(lb), family=family_of(cloud_lb), pool=obj.status.get("poolUUID"))

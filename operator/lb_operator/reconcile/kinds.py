@@ -29,7 +29,16 @@ from lb_operator.cloud.models import (
     PoolUpdate,
     VipAddressSpec,
 )
-from lb_operator.reconcile.engine import UID_TAG, Context, Outcome, Parent, ParentNotReady, wanted_tags
+from lb_operator.reconcile.engine import (
+    UID_TAG,
+    Context,
+    Outcome,
+    Parent,
+    ParentNotReady,
+    family_key,
+    family_of,
+    wanted_tags,
+)
 from lb_operator.reconcile.resources import Resource
 
 U = TypeVar("U", bound=BaseModel)
@@ -63,6 +72,14 @@ async def find_own(
     return found[0] if found else None
 
 
+async def _family_by_uuid(ctx: Context, load_balancer: str) -> str:
+    """The family key of a load balancer known only by its cloud UUID (one cloud read)."""
+    try:
+        return family_of(await ctx.cloud.get_load_balancer(load_balancer))
+    except NotFound:
+        raise ParentNotReady(f"load balancer {load_balancer} does not exist in the cloud") from None
+
+
 def _pool_of(parent: Parent | None) -> str:
     if parent is None or parent.pool is None:
         raise ParentNotReady("the pool of this object is not known yet")
@@ -70,12 +87,12 @@ def _pool_of(parent: Parent | None) -> str:
 
 
 class LoadBalancers:
-    """LoadBalancer: created without a lock (nothing can conflict yet); locked to update and delete."""
+    """LoadBalancer: every change locked on its tree's family key, its creation included."""
 
     kind = "LoadBalancer"
 
-    def lock_key(self, ctx: Context, parent: Parent | None, current: LoadBalancer | None) -> str | None:
-        return f"lb/{current.uuid}" if current is not None else None
+    def lock_key(self, ctx: Context, obj: Resource, parent: Parent | None) -> str | None:
+        return family_key(obj.namespace, obj.name)
 
     async def parent(self, ctx: Context, obj: Resource) -> Parent | None:
         return None
@@ -126,10 +143,10 @@ class Pools:
 
     kind = "LoadBalancerPool"
 
-    def lock_key(self, ctx: Context, parent: Parent | None, current: Pool | None) -> str | None:
+    def lock_key(self, ctx: Context, obj: Resource, parent: Parent | None) -> str | None:
         if parent is None or ctx.settings.scope_of(self.kind) == "none":
             return None
-        return f"lb/{parent.load_balancer}"
+        return parent.family
 
     async def parent(self, ctx: Context, obj: Resource) -> Parent:
         ref = obj.spec.get("loadBalancerRef")
@@ -139,7 +156,7 @@ class Pools:
                 raise ParentNotReady(f"LoadBalancer {obj.namespace}/{ref['name']} does not exist (yet)")
             if not lb.is_ready() or not lb.status.get("uuid"):
                 raise ParentNotReady(f"LoadBalancer {obj.namespace}/{ref['name']} is not Ready yet")
-            return Parent(load_balancer=str(lb.status["uuid"]))
+            return Parent(load_balancer=str(lb.status["uuid"]), family=family_key(obj.namespace, ref["name"]))
         uuid = str(obj.spec["loadBalancerUUID"])
         try:
             cloud_lb = await ctx.cloud.get_load_balancer(uuid)
@@ -147,7 +164,7 @@ class Pools:
             raise ParentNotReady(f"load balancer {uuid} does not exist in the cloud") from None
         if cloud_lb.status != "running":
             raise ParentNotReady(f"load balancer {uuid} is {cloud_lb.status}, not running yet")
-        return Parent(load_balancer=uuid)
+        return Parent(load_balancer=uuid, family=family_of(cloud_lb))
 
     async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> Pool | None:
         return await find_own(obj, ctx.cloud.get_pool, ctx.cloud.list_pools)
@@ -181,11 +198,11 @@ class _PoolChild:
 
     kind = ""
 
-    def lock_key(self, ctx: Context, parent: Parent | None, current: object) -> str | None:
+    def lock_key(self, ctx: Context, obj: Resource, parent: Parent | None) -> str | None:
         scope = ctx.settings.scope_of(self.kind)
         if parent is None or scope == "none":
             return None
-        return f"pool/{parent.pool}" if scope == "pool" else f"lb/{parent.load_balancer}"
+        return f"pool/{parent.pool}" if scope == "pool" else parent.family
 
     async def parent(self, ctx: Context, obj: Resource) -> Parent:
         ref = obj.spec.get("poolRef")
@@ -195,13 +212,19 @@ class _PoolChild:
                 raise ParentNotReady(f"LoadBalancerPool {obj.namespace}/{ref['name']} does not exist (yet)")
             if not pool.is_ready() or not pool.status.get("uuid") or not pool.status.get("loadBalancerUUID"):
                 raise ParentNotReady(f"LoadBalancerPool {obj.namespace}/{ref['name']} is not Ready yet")
-            return Parent(load_balancer=str(pool.status["loadBalancerUUID"]), pool=str(pool.status["uuid"]))
+            lb_uuid = str(pool.status["loadBalancerUUID"])
+            lb_ref = pool.spec.get("loadBalancerRef")
+            family = (
+                family_key(obj.namespace, lb_ref["name"]) if lb_ref else await _family_by_uuid(ctx, lb_uuid)
+            )
+            return Parent(load_balancer=lb_uuid, family=family, pool=str(pool.status["uuid"]))
         uuid = str(obj.spec["poolUUID"])
         try:
             cloud_pool = await ctx.cloud.get_pool(uuid)
         except NotFound:
             raise ParentNotReady(f"pool {uuid} does not exist in the cloud") from None
-        return Parent(load_balancer=cloud_pool.load_balancer.uuid, pool=uuid)
+        lb_uuid = cloud_pool.load_balancer.uuid
+        return Parent(load_balancer=lb_uuid, family=await _family_by_uuid(ctx, lb_uuid), pool=uuid)
 
     @staticmethod
     def _status(current: Member | HealthMonitor) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,9 +17,12 @@ from kubernetes.aio import client
 
 from conftest import Operator, Simulator, is_ready, objects, wait_for
 from lb_operator.mutex import KEY_ANNOTATION, LOCK_LABEL, LeaseMutex
+from lb_operator.reconcile.engine import family_key
 from lb_operator.testing import Cluster
 from lb_operator.testing.fleet import fleet, to_yaml
+from lb_operator.testing.processes import SIMULATOR_TOKEN
 
+RECONCILE_WORKER = Path(__file__).with_name("reconcile_worker.py")
 FLEET = (5, 4, 3)  # load balancers, pools per LB, members per pool (+ a listener and a monitor per pool)
 FLEET_SIZE = 5 * (1 + 4 * (1 + 3 + 2))  # 125 objects
 
@@ -190,12 +195,12 @@ def test_children_applied_before_their_parent_wait_then_become_ready(
     wait_for("everything to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120)
 
 
-async def _lock_leases(api: client.ApiClient, lb_uuids: set[str]) -> list[str]:
+async def _lock_leases(api: client.ApiClient, keys: set[str]) -> list[str]:
     leases = await client.CoordinationV1Api(api).list_namespaced_lease("default", label_selector=LOCK_LABEL)
     return [
         lease.metadata.name
         for lease in leases.items
-        if (lease.metadata.annotations or {}).get(KEY_ANNOTATION, "").split("/")[-1] in lb_uuids
+        if (lease.metadata.annotations or {}).get(KEY_ANNOTATION) in keys
     ]
 
 
@@ -208,8 +213,8 @@ async def test_deleting_everything_empties_the_cloud_and_leaves_no_finalizer_or_
         wait_for, "the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 180
     )
     found = await asyncio.to_thread(objects, crds, ns)
-    lb_uuids = {o["status"]["uuid"] for o in found if o["kind"] == "LoadBalancer"}
-    assert await _lock_leases(api, lb_uuids), "no lock Lease was ever made: the test proves nothing"
+    keys = {family_key(ns, o["metadata"]["name"]) for o in found if o["kind"] == "LoadBalancer"}
+    assert await _lock_leases(api, keys), "no lock Lease was ever made: the test proves nothing"
 
     deleted = await asyncio.to_thread(
         crds.kubectl, "delete", "lboperator", "--all", "-n", ns, "--timeout=180s"
@@ -226,7 +231,7 @@ async def test_deleting_everything_empties_the_cloud_and_leaves_no_finalizer_or_
     }
     assert stats["overlaps"] == 0
     deadline = time.monotonic() + 30
-    while leftover := await _lock_leases(api, lb_uuids):
+    while leftover := await _lock_leases(api, keys):
         assert time.monotonic() < deadline, f"lock Leases left behind: {leftover}"
         await asyncio.sleep(0.2)
 
@@ -242,10 +247,10 @@ async def test_a_handler_that_times_out_on_the_lock_retries_and_succeeds(
             wait_for, "the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120
         )
         found = await asyncio.to_thread(objects, crds, ns)
-        lb_uuid = next(o["status"]["uuid"] for o in found if o["kind"] == "LoadBalancer")
+        lb_name = next(o["metadata"]["name"] for o in found if o["kind"] == "LoadBalancer")
         async with LeaseMutex(api, "default", "test-holder") as mutex:
             loop = asyncio.get_running_loop()
-            async with mutex.hold(f"lb/{lb_uuid}", deadline=loop.time() + 10):
+            async with mutex.hold(family_key(ns, lb_name), deadline=loop.time() + 10):
                 patched = await asyncio.to_thread(
                     crds.kubectl,
                     "patch",
@@ -322,3 +327,40 @@ def test_a_spec_the_cloud_rejects_is_reported_not_retried_hot(
     wait_for("the LB update", lambda: simulator.list("load-balancers")[0]["tags"].get("b") == "1", 60)
     assert rejections() == 1, "the operator retried a spec the cloud rejected"
 
+
+def test_two_replicas_reconciling_one_new_load_balancer_at_once_create_it_once(
+    crds: Cluster, ns: str, simulator: Simulator
+) -> None:
+    manifest = next(m for m in fleet(ns, 1, 0, 0) if m["kind"] == "LoadBalancer")
+    _apply(crds, [manifest])
+    body = json.loads(crds.kubectl("get", "lb", manifest["metadata"]["name"], "-n", ns, "-o", "json").stdout)
+    start_at = time.monotonic() + 4  # after both have imported and connected
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(RECONCILE_WORKER), json.dumps(config)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for config in (
+            {
+                "kubeconfig": str(crds.kubeconfig),
+                "namespace": "default",
+                "identity": f"replica-{n}",
+                "cloud_url": simulator.url,
+                "token": SIMULATOR_TOKEN,
+                "object": body,
+                "start_at": start_at,
+            }
+            for n in range(2)
+        )
+    ]
+    outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    ended_with = {json.loads(output.splitlines()[-1])["uuid"] for output in outputs}
+    made = [
+        lb
+        for lb in simulator.list("load-balancers")
+        if lb["tags"].get("lboperator-uid") == body["metadata"]["uid"]
+    ]
+    assert len(made) == 1, f"one LoadBalancer object, {len(made)} cloud load balancers"
+    assert ended_with == {made[0]["uuid"]}

@@ -1,0 +1,51 @@
+"""One replica's single reconcile of one object, started at an agreed instant: a real OS process.
+
+Run as ``python reconcile_worker.py CONFIG_JSON``. Two of these, released at
+the same ``time.monotonic()`` instant (one clock for every process on the
+machine), reproduce what two replicas do when both see a new object at once,
+without depending on when Kopf happens to deliver events. Prints the cloud
+UUID it ended with as one JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from kubernetes.aio import client, config
+
+from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
+from lb_operator.mutex import LeaseMutex
+from lb_operator.reconcile import engine
+from lb_operator.reconcile.engine import Context
+from lb_operator.reconcile.kinds import ADAPTERS
+from lb_operator.reconcile.resources import Resource, ResourceReader
+from lb_operator.settings import OperatorSettings
+
+
+async def main(cfg: dict[str, Any]) -> None:
+    configuration = client.Configuration()
+    await config.load_kube_config(config_file=cfg["kubeconfig"], client_configuration=configuration)
+    settings = OperatorSettings(
+        identity=cfg["identity"], namespace=cfg["namespace"], cloud_url=cfg["cloud_url"]
+    )
+    cloud = CloudscaleClient(CloudscaleSettings(base_url=settings.cloud_url, token=cfg["token"]))
+    await cloud.open()
+    obj = Resource.from_body(cfg["object"])
+    async with (
+        client.ApiClient(configuration) as api,
+        LeaseMutex(api, settings.namespace, settings.identity, settings.mutex_settings()) as mutex,
+    ):
+        ctx = Context(cloud=cloud, mutex=mutex, settings=settings, resources=ResourceReader(api), api=None)
+        await asyncio.sleep(max(0.0, cfg["start_at"] - time.monotonic()))  # the agreed instant
+        loop = asyncio.get_running_loop()
+        outcome = await engine.reconcile(ADAPTERS[obj.kind], ctx, obj, loop.time() + 60)
+        print(json.dumps({"identity": cfg["identity"], "uuid": outcome.status["uuid"]}), flush=True)
+    await cloud.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))
