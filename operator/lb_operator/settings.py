@@ -8,15 +8,17 @@ instead of failing later inside a handler.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lb_operator.mutex import MutexSettings
 
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 LockScope = Literal["loadBalancer", "pool", "none"]
 _DEFAULT_SCOPE: LockScope = "loadBalancer"
 CHILD_KINDS = (
@@ -66,6 +68,25 @@ class OperatorSettings(BaseModel):
         description="UNSAFE when false (LBOP_LOCKING=false): no Lease mutex at all, so replicas and "
         "handlers send concurrent changes and the cloud rejects them. For tests and benchmarks only.",
     )
+    sharding: bool = Field(
+        default=True,
+        description="Active-active replicas (LBOP_SHARDING): each object is owned by one live replica, "
+        "each load balancer's tree by the same one, and each replica watches only its own. False: this "
+        "replica reconciles everything it watches (run one only). Needs locking.",
+    )
+    shutdown_grace: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds a stopping replica gives its running handlers before cancelling them "
+        "(LBOP_SHUTDOWN_GRACE); its member Lease is released right after, so a graceful hand-over takes "
+        "about this long.",
+    )
+    handler_journal: Path | None = Field(
+        default=None,
+        description="File to append one JSON line to at each handler's start and end (LBOP_HANDLER_JOURNAL): "
+        "object UID, replica, monotonic time. A debugging aid; the tests check with it that no object is "
+        "handled by two replicas at once.",
+    )
     lock_scope: dict[str, LockScope] = Field(
         default_factory=lambda: dict.fromkeys(CHILD_KINDS, _DEFAULT_SCOPE),
         description="Per child kind, what its changes are serialized on: its `loadBalancer` (default, "
@@ -94,6 +115,17 @@ class OperatorSettings(BaseModel):
     lease_duration: int = Field(
         default=15, ge=3, description="Seconds a lock Lease lasts without renewal (LBOP_LEASE_DURATION)."
     )
+
+    @model_validator(mode="after")
+    def _identity_is_a_label_value(self) -> OperatorSettings:
+        if self.sharding and not _LABEL_VALUE.fullmatch(self.identity):
+            raise ValueError(
+                f"identity {self.identity!r} must be a valid label value (≤ 63 of A-Z a-z 0-9 - _ ., "
+                "alphanumeric at both ends): it names this replica's shard"
+            )
+        if self.sharding and not self.locking:
+            raise ValueError("sharding needs locking (its members and sharder are Lease locks); set both")
+        return self
 
     def mutex_settings(self) -> MutexSettings:
         """Lock timings derived from the lease duration: renew at 1/3, give up at 2/3."""
@@ -124,9 +156,14 @@ class OperatorSettings(BaseModel):
             return cls.model_validate(values)
         except ValidationError as error:
             problems = "; ".join(
-                f"LBOP_{str(e['loc'][0]).upper()}: {e['msg']}" for e in error.errors(include_input=False)
+                f"{_variable(e['loc'])}: {e['msg']}" for e in error.errors(include_input=False)
             )
             raise SettingsError(f"invalid operator settings: {problems}") from None
+
+
+def _variable(location: tuple[int | str, ...]) -> str:
+    """The environment variable a validation error is about (a check across fields names them all)."""
+    return f"LBOP_{str(location[0]).upper()}" if location else "LBOP_IDENTITY/LBOP_SHARDING/LBOP_LOCKING"
 
 
 def _parse_scopes(raw: str) -> dict[str, str]:

@@ -13,8 +13,13 @@ retries later, with back-off; nothing is failed for good by a slow lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -28,6 +33,9 @@ from lb_operator.reconcile import engine
 from lb_operator.reconcile.engine import Context, ParentNotReady, family_key
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
+from lb_operator.sharding import SHARD_LABEL
+from lb_operator.sharding.drain import refuses
+from lb_operator.sharding.replica import Replica
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +60,42 @@ def _deadline(ctx: Context) -> float:
     return asyncio.get_running_loop().time() + ctx.settings.handler_timeout
 
 
+@contextlib.asynccontextmanager
+async def _owned(memo: kopf.Memo, body: Mapping[str, Any]) -> AsyncIterator[None]:
+    """Mark a handler as running on this object (a drain waits for it); refuse one being drained away."""
+    replica: Replica | None = memo.get("replica")
+    uid = str(body["metadata"]["uid"])
+    if replica is not None and refuses(body):
+        raise kopf.TemporaryError("moving to another replica; it will continue there", delay=5)
+    with replica.drainer.working_on(uid) if replica is not None else contextlib.nullcontext():
+        journal = memo["context"].settings.handler_journal
+        if journal is not None:
+            await asyncio.to_thread(_journal, journal, uid, "start")
+        try:
+            yield
+        finally:
+            if journal is not None:
+                await asyncio.to_thread(_journal, journal, uid, "end")
+
+
+def _journal(path: Path, uid: str, what: str) -> None:
+    line = json.dumps({"uid": uid, "event": what, "pid": os.getpid(), "t": time.monotonic()}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one short write on O_APPEND: lines of processes never interleave
+    finally:
+        os.close(fd)
+
+
 async def on_change(
     body: Mapping[str, Any], patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any
 ) -> None:
     """Create, update, resume: make the cloud match the spec, then report it in status."""
+    async with _owned(memo, body):
+        await _reconcile(body, patch, retry, memo)
+
+
+async def _reconcile(body: Mapping[str, Any], patch: kopf.Patch, retry: int, memo: kopf.Memo) -> None:
     ctx: Context = memo["context"]
     obj = Resource.from_body(body)
     adapter = ADAPTERS[obj.kind]
@@ -96,6 +136,11 @@ async def on_change(
 
 async def on_delete(body: Mapping[str, Any], retry: int, memo: kopf.Memo, **_: Any) -> None:
     """Delete the cloud object; one already gone is success, so the finalizer never hangs on it."""
+    async with _owned(memo, body):
+        await _delete(body, retry, memo)
+
+
+async def _delete(body: Mapping[str, Any], retry: int, memo: kopf.Memo) -> None:
     ctx: Context = memo["context"]
     obj = Resource.from_body(body)
     try:
@@ -141,10 +186,24 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING  # our own Events say what matters; Kopf's info lines would flood
     settings.peering.standalone = True  # active-active replicas: Kopf peering would freeze equal peers
-    memo["context"] = await open_context(post_event)
+    context = await open_context(post_event)
+    memo["context"] = context
+    settings.queueing.exit_timeout = context.settings.shutdown_grace
+    if context.settings.sharding and context.mutex is not None and context.api is not None:
+        # Server-side: this replica's Kopf sees only the objects labelled for it.
+        own = f"{SHARD_LABEL}={context.settings.identity}"
+        settings.watching.label_selectors[GROUP, kopf.EVERYTHING] = own
+        replica = Replica(
+            context.api, context.mutex, context.settings.identity, context.settings.watch_namespaces
+        )
+        replica.start()
+        memo["replica"] = replica
 
 
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    replica: Replica | None = memo.get("replica")
+    if replica is not None:
+        await replica.stop()  # the member Lease last: survivors take over at once
     context = memo.get("context")
     if context is not None:
         await close_context(context)

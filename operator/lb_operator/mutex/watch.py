@@ -68,6 +68,7 @@ class LeaseWatch:
         self._settings = settings
         self._records: dict[str, Observed] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._listeners: set[asyncio.Event] = set()
         self._synced = False
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
@@ -147,7 +148,18 @@ class LeaseWatch:
             if not waiters:
                 self._waiters.pop(name, None)
 
+    def listen(self) -> asyncio.Event:
+        """An event set on every change of any lock Lease (clear it, then wait); ``unlisten`` when done."""
+        event = asyncio.Event()
+        self._listeners.add(event)
+        return event
+
+    def unlisten(self, event: asyncio.Event) -> None:
+        self._listeners.discard(event)
+
     def _wake(self, name: str) -> None:
+        for listener in self._listeners:
+            listener.set()
         for future in self._waiters.get(name, ()):
             if not future.done():
                 future.set_result(None)

@@ -1,4 +1,4 @@
-"""The operator for real: CRDs applied, the simulator serving, `lb-operator run` as a subprocess."""
+"""Fixtures of the operator tests: a folder of process logs, printed when a test failed."""
 
 from __future__ import annotations
 
@@ -7,30 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from lb_operator.testing import Cluster
-from lb_operator.testing.processes import (
-    OperatorProcess,
-    SimulatorProcess,
-    custom_objects,
-    is_ready,
-    wait_for,
-)
-
-__all__ = ["Operator", "Simulator", "is_ready", "objects", "wait_for"]
-
-
-Simulator = SimulatorProcess
-
-
-class Operator(OperatorProcess):
-    """The operator of one test: it watches only that test's namespace, with short retry delays."""
-
-    def __init__(
-        self, cluster: Cluster, simulator: SimulatorProcess, log: Path, namespace: str, **settings: Any
-    ) -> None:
-        defaults = {"identity": "operator-0", "retry_delay": 0.5, "retry_delay_max": 5, "ready_poll": 0.5}
-        super().__init__(cluster, simulator, log, watch_namespaces=namespace, **{**defaults, **settings})
 
 
 @pytest.fixture
@@ -49,6 +25,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
-
-
-objects = custom_objects

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from kubernetes.aio import client
+from operator_harness import Operator, Simulator, is_ready, objects, wait_for
 
-from conftest import Operator, Simulator, is_ready, objects, wait_for
 from lb_operator.mutex import KEY_ANNOTATION, LOCK_LABEL, LeaseMutex
 from lb_operator.reconcile.engine import family_key
 from lb_operator.testing import Cluster
@@ -120,7 +120,7 @@ def test_a_fleet_applied_at_once_becomes_ready_without_a_cloud_conflict(
 def test_without_locking_the_cloud_sees_conflicts(
     crds: Cluster, ns: str, simulator: Simulator, logs: Path
 ) -> None:
-    unlocked = _start(crds, simulator, logs, ns, locking="false")
+    unlocked = _start(crds, simulator, logs, ns, locking="false", sharding="false")
     try:
         _apply(crds, fleet(ns, *FLEET))
         wait_for("the cloud to report an overlap", lambda: simulator.stats()["overlaps"] > 0, 300, 0.5)

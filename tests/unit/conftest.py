@@ -1,4 +1,4 @@
-"""Mutexes on the in-memory fake Lease API: fast, and able to stage the faults a real server cannot."""
+"""Unit-test fixtures: mutexes on the in-memory fake Lease API (fast; stages faults a real server cannot)."""
 
 from __future__ import annotations
 

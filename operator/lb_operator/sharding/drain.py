@@ -1,0 +1,150 @@
+"""A replica letting go of the objects the sharder moves away from it (the drain protocol).
+
+The sharder labels such an object ``drain``. From then on this replica's
+handlers refuse to start on it (``refuses``), and ``Drainer`` waits until no
+handler of this replica runs on it, then removes the shard and drain labels
+(resourceVersion-checked): that is the acknowledgement the sharder waits for
+before it gives the object to its new owner. So no object is worked on by
+two replicas at once, and nothing in flight is cut short.
+
+Known window: a handler Kopf decided to run just before it saw the drain
+label, but that has not yet entered ``working_on``, can start after the
+acknowledgement. The per-load-balancer Lease mutex still keeps its cloud
+calls serialized, and reconcile is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from functools import partial
+from typing import Any
+
+from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
+
+from lb_operator.api import ALL_KINDS, GROUP, VERSION
+from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
+from lb_operator.sharding.streams import follow_forever
+
+logger = logging.getLogger(__name__)
+
+
+def refuses(body: Mapping[str, Any]) -> bool:
+    """True when the object is being drained away: a handler must not start work on it."""
+    return DRAIN_LABEL in ((body.get("metadata") or {}).get("labels") or {})
+
+
+class Drainer:
+    """Counts this replica's running handlers per object, and acknowledges drains once they are done."""
+
+    def __init__(self, api: client.ApiClient, identity: str, namespaces: list[str]) -> None:
+        self._objects = client.CustomObjectsApi(api)
+        self._identity = identity
+        self._namespaces = namespaces
+        self._running: Counter[str] = Counter()
+        self._idle: dict[str, asyncio.Event] = {}
+        self._acks: dict[str, asyncio.Task[None]] = {}
+
+    @contextlib.contextmanager
+    def working_on(self, uid: str) -> Iterator[None]:
+        """Wrap each handler run: while any runs on ``uid``, its drain is not acknowledged."""
+        self._running[uid] += 1
+        try:
+            yield
+        finally:
+            self._running[uid] -= 1
+            if self._running[uid] <= 0:
+                del self._running[uid]
+                idle = self._idle.pop(uid, None)
+                if idle is not None:
+                    idle.set()
+
+    def _scopes(self) -> list[str | None]:
+        return list(self._namespaces) or [None]
+
+    def busy(self, uid: str) -> bool:
+        return uid in self._running
+
+    async def run(self) -> None:
+        """Follow this replica's objects that are labelled drain, until cancelled."""
+        selector = f"{SHARD_LABEL}={self._identity},{DRAIN_LABEL}"
+        watchers = [
+            asyncio.create_task(
+                follow_forever(
+                    self._objects,
+                    kind.plural,
+                    namespace,
+                    partial(self._seen, kind.plural),
+                    label_selector=selector,
+                ),
+                name=f"drain-watch {kind.plural}",
+            )
+            for kind in ALL_KINDS
+            for namespace in self._scopes()
+        ]
+        try:
+            await asyncio.gather(*watchers)
+        finally:
+            for task in [*watchers, *self._acks.values()]:
+                task.cancel()
+            await asyncio.gather(*watchers, *self._acks.values(), return_exceptions=True)
+
+    def _seen(self, plural: str, kind: str, body: dict[str, Any]) -> None:
+        if kind in ("ADDED", "MODIFIED"):
+            self._acknowledge_later(plural, body)
+
+    def _acknowledge_later(self, plural: str, body: dict[str, Any]) -> None:
+        uid = body["metadata"]["uid"]
+        if uid not in self._acks:
+            task = asyncio.create_task(self._acknowledge(plural, body), name=f"drain {uid}")
+            self._acks[uid] = task
+            task.add_done_callback(lambda _: self._acks.pop(uid, None))
+
+    async def _acknowledge(self, plural: str, body: dict[str, Any]) -> None:
+        metadata = body["metadata"]
+        uid, namespace, name = metadata["uid"], metadata["namespace"], metadata["name"]
+        if self.busy(uid):
+            idle = self._idle.setdefault(uid, asyncio.Event())
+            await idle.wait()
+        version = metadata["resourceVersion"]
+        while True:
+            patch = {
+                "metadata": {"resourceVersion": version, "labels": {SHARD_LABEL: None, DRAIN_LABEL: None}}
+            }
+            try:
+                await self._objects.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
+                    patch,
+                    _content_type="application/merge-patch+json",
+                )
+            except (OSError, TimeoutError) as error:
+                logger.info("letting go of %s/%s failed (%s); again", namespace, name, error)
+                await asyncio.sleep(1.0)
+                continue
+            except ApiException as error:
+                if error.status == 404:
+                    return
+                if error.status != 409:
+                    logger.warning("letting go of %s/%s failed (%s); again", namespace, name, error)
+                    await asyncio.sleep(1.0)
+                    continue
+                current = await self._objects.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, name
+                )
+                assert isinstance(current, dict), "a custom object is a JSON object"
+                labels = current["metadata"].get("labels") or {}
+                if labels.get(SHARD_LABEL) != self._identity or DRAIN_LABEL not in labels:
+                    return  # no longer ours to let go, or the drain was called off
+                version = current["metadata"]["resourceVersion"]
+                continue
+            metrics.DRAINED.inc()
+            logger.info("let go of %s %s/%s for its new owner", plural, namespace, name)
+            return

@@ -1,0 +1,47 @@
+"""One replica's part in sharding, started and stopped as one: membership, a sharder candidate, drains."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kubernetes.aio import client
+
+from lb_operator.mutex import LeaseMutex
+from lb_operator.sharding.drain import Drainer
+from lb_operator.sharding.members import Membership
+from lb_operator.sharding.sharder import Sharder
+
+logger = logging.getLogger(__name__)
+
+
+class Replica:
+    """Start: join as a member, stand for sharder, let go of drained objects. Stop: the reverse.
+
+    The member Lease is released last, so survivors take over this
+    replica's objects the moment it is gone, not a lease duration later.
+    """
+
+    def __init__(
+        self, api: client.ApiClient, mutex: LeaseMutex, identity: str, namespaces: list[str]
+    ) -> None:
+        self.identity = identity
+        self.membership = Membership(mutex, identity)
+        self.sharder = Sharder(api, mutex, namespaces)
+        self.drainer = Drainer(api, identity, namespaces)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.membership.start()
+        self._tasks = [
+            asyncio.create_task(self.sharder.run(), name="sharder"),
+            asyncio.create_task(self.drainer.run(), name="drainer"),
+        ]
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.membership.stop()
+        logger.info("member %s: left", self.identity)

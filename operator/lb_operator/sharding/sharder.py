@@ -1,0 +1,232 @@
+"""The sharder: labels every object with the live member that owns its load balancer's tree.
+
+One sharder works at a time. Every replica runs a candidate that waits for
+the ``sharder`` lock of the Lease mutex, so a successor takes over within
+milliseconds of a clean hand-over and one lease duration after a crash
+(watch-driven, never polled).
+
+Level-based: each pass lists the five kinds, computes each object's owner by
+rendezvous hashing of its root key over the live members, and writes only
+the labels that differ, each write carrying the resourceVersion it read (a
+conflict only means another pass). A pass runs on any change of an object
+or of a member Lease, and at the next predicted member expiry.
+
+Moves:
+
+- unassigned, or owned by a member that is gone → labelled with its owner at once;
+- owned by a live member but hashing elsewhere (a member joined) → labelled
+  ``drain``; the owner removes both labels once no handler of its own runs on
+  it (``sharding.drain``), and the next pass assigns it to its new owner;
+- hashing back to its owner while draining → the drain label is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
+
+from lb_operator.api import ALL_KINDS, GROUP, VERSION
+from lb_operator.mutex import HoldLost, LeaseMutex, LockTimeout
+from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
+from lb_operator.sharding.members import live_members
+from lb_operator.sharding.ring import owner
+from lb_operator.sharding.roots import Body, root_of
+from lb_operator.sharding.streams import follow_forever
+
+logger = logging.getLogger(__name__)
+
+SHARDER_KEY = "sharder"
+_FOREVER = 10 * 365 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Move:
+    """One label write a pass decided on: ``shard`` (``None``: unchanged) and ``drain`` (``None``: remove)."""
+
+    plural: str
+    namespace: str
+    name: str
+    resource_version: str
+    labels: dict[str, str | None]
+
+
+def plan(bodies: list[Body], members: set[str]) -> list[Move]:
+    """The label writes that bring ``bodies`` to their owners among ``members`` (pure: no I/O)."""
+    if not members:
+        return []  # nobody to give anything to: leave every label as it is
+    pools = {
+        (b["metadata"]["namespace"], b["metadata"]["name"]): b
+        for b in bodies
+        if b["kind"] == "LoadBalancerPool"
+    }
+    plurals = {kind.kind: kind.plural for kind in ALL_KINDS}
+    moves = []
+    for body in bodies:
+        metadata = body["metadata"]
+        labels = metadata.get("labels") or {}
+        current, draining = labels.get(SHARD_LABEL), DRAIN_LABEL in labels
+        wanted = owner(root_of(body, lambda ns, name: pools.get((ns, name))), members)
+        change: dict[str, str | None] | None = None
+        if current is None or current not in members:
+            if current != wanted or draining:
+                change = {SHARD_LABEL: wanted, DRAIN_LABEL: None}
+        elif current != wanted and not draining:
+            change = {DRAIN_LABEL: "true"}
+        elif current == wanted and draining:
+            change = {DRAIN_LABEL: None}
+        if change is not None:
+            moves.append(
+                Move(
+                    plurals[body["kind"]],
+                    metadata["namespace"],
+                    metadata["name"],
+                    str(metadata["resourceVersion"]),
+                    change,
+                )
+            )
+    return moves
+
+
+class Sharder:
+    """A candidate for sharder; ``run()`` until cancelled. While elected, it keeps labels right."""
+
+    def __init__(self, api: client.ApiClient, mutex: LeaseMutex, namespaces: list[str]) -> None:
+        self._objects = client.CustomObjectsApi(api)
+        self._mutex = mutex
+        self._namespaces = namespaces
+        self._dirty = asyncio.Event()
+        self.passes = 0
+        self.writes = 0
+
+    def _scopes(self) -> list[str | None]:
+        """The namespaces to list and watch; ``[None]``: the whole cluster."""
+        return list(self._namespaces) or [None]
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with self._mutex.hold(SHARDER_KEY, deadline=loop.time() + _FOREVER) as held:
+                    logger.info("sharder: elected (%s)", self._mutex.identity)
+                    metrics.LEADER.set(1)
+                    await self._lead(held.check)
+            except (HoldLost, LockTimeout) as error:
+                logger.warning("sharder: %s; standing again", error)
+            finally:
+                metrics.LEADER.set(0)
+
+    async def _lead(self, check: Any) -> None:
+        changes = self._mutex.watch.listen()
+        watchers = [
+            asyncio.create_task(
+                follow_forever(self._objects, kind.plural, namespace, self._changed, on_gap=self._dirty.set),
+                name=f"shard-watch {kind.plural}",
+            )
+            for kind in ALL_KINDS
+            for namespace in self._scopes()
+        ]
+        try:
+            while True:
+                check()
+                self._dirty.clear()
+                changes.clear()
+                try:
+                    next_expiry = await self._pass()
+                except (ApiException, OSError, TimeoutError) as error:
+                    logger.warning("sharder: pass failed (%s); again shortly", error)
+                    self._dirty.set()
+                    await asyncio.sleep(1.0)
+                    continue
+                await self._until_news(changes, next_expiry)
+        finally:
+            self._mutex.watch.unlisten(changes)
+            for watcher in watchers:
+                watcher.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+
+    def _changed(self, kind: str, body: dict[str, Any]) -> None:
+        self._dirty.set()
+
+    async def _until_news(self, changes: asyncio.Event, until: float | None) -> None:
+        waits = [asyncio.ensure_future(self._dirty.wait()), asyncio.ensure_future(changes.wait())]
+        try:
+            timeout = None if until is None else max(0.0, until - asyncio.get_running_loop().time()) + 0.05
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    async def _pass(self) -> float | None:
+        """One pass; returns when the next member may expire (loop time), to look again then."""
+        members = live_members(self._mutex.watch)
+        bodies = await self._list_all()
+        self.passes += 1
+        moves = plan(bodies, set(members))
+        for move in moves:
+            await self._write(move)
+        if moves:
+            logger.info(
+                "sharder: %d label writes for %d objects over members %s",
+                len(moves),
+                len(bodies),
+                sorted(members),
+            )
+        metrics.OBJECTS.clear()
+        for body in bodies:
+            shard = (body["metadata"].get("labels") or {}).get(SHARD_LABEL)
+            if shard in members:
+                metrics.OBJECTS.labels(member=shard).inc()
+        return min(members.values(), default=None)
+
+    async def _list_all(self) -> list[Body]:
+        bodies: list[Body] = []
+        for kind in ALL_KINDS:
+            for namespace in self._scopes():
+                if namespace is None:
+                    listing = await self._objects.list_cluster_custom_object(GROUP, VERSION, kind.plural)
+                else:
+                    listing = await self._objects.list_namespaced_custom_object(
+                        GROUP, VERSION, namespace, kind.plural
+                    )
+                assert isinstance(listing, dict), "a list of custom objects is a JSON object"
+                for item in listing.get("items", []):
+                    item.setdefault("kind", kind.kind)
+                    bodies.append(item)
+        return bodies
+
+    async def _write(self, move: Move) -> None:
+        body = {"metadata": {"resourceVersion": move.resource_version, "labels": move.labels}}
+        try:
+            await self._objects.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                move.namespace,
+                move.plural,
+                move.name,
+                body,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status in (404, 409):
+                self._dirty.set()  # changed or gone since the list: the next pass sees it
+                return
+            raise
+        self.writes += 1
+        kind = "drain" if move.labels.get(DRAIN_LABEL) else "assign"
+        metrics.MOVES.labels(how=kind).inc()
+
+
+def owners(bodies: list[Mapping[str, Any]]) -> dict[str, str | None]:
+    """``namespace/name`` (with kind) → the shard label: for tests and ``lb-operator shards``."""
+    return {
+        f"{b['kind']}/{b['metadata']['namespace']}/{b['metadata']['name']}": (
+            b["metadata"].get("labels") or {}
+        ).get(SHARD_LABEL)
+        for b in bodies
+    }
