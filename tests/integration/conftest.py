@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from kubernetes.aio import client
 
-from lb_operator.testing import Cluster
-
 pytestmark = pytest.mark.integration
-
-CRDS = Path(__file__).resolve().parents[2] / "crds"
-
-
-@pytest.fixture(scope="session")
-def crds(cluster: Cluster) -> Cluster:
-    """The cluster, with this project's CRDs applied and established."""
-    applied = cluster.kubectl("apply", "-f", str(CRDS))
-    assert applied.returncode == 0, applied.stderr
-    ready = cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    assert ready.returncode == 0, ready.stderr
-    return cluster
 
 
 @pytest.fixture

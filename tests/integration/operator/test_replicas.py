@@ -2,108 +2,40 @@
 
 from __future__ import annotations
 
-import itertools
-import json
-import signal
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_harness import Operator, Simulator, is_ready, objects, wait_for
+from operator_harness import wait_for
 
-from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
-from lb_operator.sharding.ring import owner
+from lb_operator.sharding import SHARD_LABEL
 from lb_operator.sharding.roots import root_of
 from lb_operator.testing import Cluster
-from lb_operator.testing.fleet import fleet, to_yaml
+from lb_operator.testing.fleet import fleet
+from lb_operator.testing.replicas import ReplicaFleet, handled_by_two_at_once, settled
 
 GRACE = 1  # seconds a stopping replica gives its handlers
 LEASE = 5  # seconds: short, so a crash is noticed soon; 3 s proved too tight on a loaded 2-core machine
 
 
-class Fleet:
-    """A namespace, the simulator, and named operator replicas sharing one handler journal."""
-
-    def __init__(self, cluster: Cluster, logs: Path) -> None:
-        self.cluster, self.logs = cluster, logs
-        self.namespace = f"rep-{uuid.uuid4().hex[:6]}"
-        assert cluster.kubectl("create", "namespace", self.namespace).returncode == 0
-        self.simulator = Simulator(logs / "simulator.log", latency=0.02, lb_ready_delay=0.2)
-        self.journal = logs / "journal.jsonl"
-        self.replicas: dict[str, Operator] = {}
-
-    def start(self, name: str) -> Operator:
-        replica = Operator(
-            self.cluster,
-            self.simulator,
-            self.logs / f"{name}.log",
-            self.namespace,
-            identity=name,
-            lease_duration=LEASE,
-            shutdown_grace=GRACE,
-            handler_journal=self.journal,
-        )
-        self.replicas[name] = replica
-        return replica
-
-    def apply(self, manifests: list[dict[str, Any]]) -> None:
-        applied = self.cluster.kubectl("apply", "-f", "-", input=to_yaml(manifests), timeout=120)
-        assert applied.returncode == 0, applied.stderr
-
-    def owners(self) -> dict[str, str | None]:
-        """Object UID → its shard label."""
-        return {
-            o["metadata"]["uid"]: (o["metadata"].get("labels") or {}).get(SHARD_LABEL) for o in self.objects()
-        }
-
-    def objects(self) -> list[dict[str, Any]]:
-        return objects(self.cluster, self.namespace)
-
-    def all_ready(self, count: int) -> bool:
-        found = self.objects()
-        return len(found) == count and all(is_ready(o) for o in found)
-
-    def stop(self) -> None:
-        for replica in self.replicas.values():
-            replica.process.send_signal(signal.SIGCONT)
-            replica.stop()
-        self.simulator.stop()
-
-
 @pytest.fixture
-def three(crds: Cluster, logs: Path) -> Iterator[Fleet]:
-    running = Fleet(crds, logs)
+def three(crds: Cluster, logs: Path) -> Iterator[ReplicaFleet]:
+    running = ReplicaFleet(crds, logs, lease_duration=LEASE, shutdown_grace=GRACE)
     for n in range(3):
         running.start(f"operator-{n}")
     yield running
     running.stop()
 
 
-def _ready_fleet(three: Fleet, lbs: int) -> list[dict[str, Any]]:
+def _ready_fleet(three: ReplicaFleet, lbs: int) -> list[dict[str, Any]]:
     manifests = fleet(three.namespace, lbs, 1, 1)
     three.apply(manifests)
     wait_for("the fleet to be Ready", lambda: three.all_ready(len(manifests)), 240, interval=0.5)
-    wait_for("every object with its owner", lambda: _settled(three.objects(), set(three.replicas)), 60)
+    wait_for("every object with its owner", lambda: settled(three.objects(), set(three.replicas)), 60)
     return manifests
-
-
-def _settled(found: list[dict[str, Any]], members: set[str]) -> bool:
-    """Every object labelled with the member its tree hashes to, and none draining."""
-    pools = {
-        (o["metadata"]["namespace"], o["metadata"]["name"]): o
-        for o in found
-        if o["kind"] == "LoadBalancerPool"
-    }
-    for o in found:
-        labels = o["metadata"].get("labels") or {}
-        wanted = owner(root_of(o, lambda ns, name: pools.get((ns, name))), members)
-        if labels.get(SHARD_LABEL) != wanted or DRAIN_LABEL in labels:
-            return False
-    return True
 
 
 def _trees(found: list[dict[str, Any]]) -> dict[str, set[str | None]]:
@@ -121,7 +53,7 @@ def _trees(found: list[dict[str, Any]]) -> dict[str, set[str | None]]:
     return trees
 
 
-def _owned_by_survivors(three: Fleet, gone: str, uids: set[str]) -> float:
+def _owned_by_survivors(three: ReplicaFleet, gone: str, uids: set[str]) -> float:
     """Wait until every object in ``uids`` is labelled with a replica other than ``gone``; return when."""
     survivors = set(three.replicas) - {gone}
 
@@ -133,28 +65,7 @@ def _owned_by_survivors(three: Fleet, gone: str, uids: set[str]) -> float:
     return time.monotonic()
 
 
-def _handled_by_two_at_once(journal: Path) -> list[str]:
-    """Objects whose handler ran in two processes at overlapping times."""
-    runs: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
-    open_runs: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for line in journal.read_text().splitlines():
-        entry = json.loads(line)
-        key = (entry["uid"], entry["pid"])
-        if entry["event"] == "start":
-            open_runs[key].append(entry["t"])
-        elif open_runs[key]:
-            runs[entry["uid"]].append((open_runs[key].pop(), entry["t"], entry["pid"]))
-    for key, starts in open_runs.items():  # a killed process never wrote its ends
-        runs[key[0]] += [(start, float("inf"), key[1]) for start in starts]
-    overlapping = []
-    for uid, spans in runs.items():
-        for a, b in itertools.combinations(spans, 2):
-            if a[2] != b[2] and a[0] < b[1] and b[0] < a[1]:
-                overlapping.append(uid)
-    return overlapping
-
-
-def test_three_replicas_split_the_fleet_and_keep_each_tree_together(three: Fleet) -> None:
+def test_three_replicas_split_the_fleet_and_keep_each_tree_together(three: ReplicaFleet) -> None:
     manifests = _ready_fleet(three, 30)
     found = three.objects()
     assert len(found) == len(manifests) == 30 * 5
@@ -167,7 +78,7 @@ def test_three_replicas_split_the_fleet_and_keep_each_tree_together(three: Fleet
     assert stats["objects"]["load_balancers"] == 30
 
 
-def test_a_replica_stopped_gracefully_hands_its_objects_over_at_once(three: Fleet) -> None:
+def test_a_replica_stopped_gracefully_hands_its_objects_over_at_once(three: ReplicaFleet) -> None:
     _ready_fleet(three, 9)
     leaving = "operator-1"
     mine = {uid for uid, shard in three.owners().items() if shard == leaving}
@@ -177,11 +88,11 @@ def test_a_replica_stopped_gracefully_hands_its_objects_over_at_once(three: Flee
     moved_after = _owned_by_survivors(three, leaving, mine) - stopped_at
     print(f"graceful hand-over: {moved_after:.2f}s for {len(mine)} objects")
     assert moved_after <= GRACE + 1, f"took {moved_after:.2f}s (shutdown grace {GRACE}s)"
-    assert _handled_by_two_at_once(three.journal) == []
+    assert handled_by_two_at_once(three.journal) == []
     _the_survivors_work_on_what_moved(three, mine)
 
 
-def test_a_killed_replicas_objects_move_within_the_member_lease(three: Fleet) -> None:
+def test_a_killed_replicas_objects_move_within_the_member_lease(three: ReplicaFleet) -> None:
     _ready_fleet(three, 9)
     dying = "operator-2"
     mine = {uid for uid, shard in three.owners().items() if shard == dying}
@@ -194,7 +105,7 @@ def test_a_killed_replicas_objects_move_within_the_member_lease(three: Fleet) ->
     _the_survivors_work_on_what_moved(three, mine)
 
 
-def _the_survivors_work_on_what_moved(three: Fleet, moved: set[str]) -> None:
+def _the_survivors_work_on_what_moved(three: ReplicaFleet, moved: set[str]) -> None:
     """Change every moved LoadBalancer; the cloud must follow (someone handles them now)."""
     lbs = [o for o in three.objects() if o["kind"] == "LoadBalancer" and o["metadata"]["uid"] in moved]
     assert lbs, "no load balancer moved"
