@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,7 +24,50 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reconcile LoadBalancer, pool, member, listener and health-monitor objects in all "
         "namespaces until SIGINT/SIGTERM. Settings come from LBOP_* environment variables.",
     )
+    for name, what in (
+        ("shards", "members, their lease age, the objects each owns, and the sharder"),
+        ("locks", "lock Leases: key, holder, how long held, transitions"),
+    ):
+        report = commands.add_parser(name, help=f"print {what} (reads the cluster of KUBECONFIG)")
+        report.add_argument(
+            "-n",
+            "--namespace",
+            default=os.environ.get("LBOP_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default",
+            help="the operator's namespace, where its Leases are (default: LBOP_NAMESPACE, else %(default)s)",
+        )
+        report.add_argument(
+            "--watch-namespaces",
+            default=os.environ.get("LBOP_WATCH_NAMESPACES", ""),
+            help="comma-separated namespaces of the objects (default: LBOP_WATCH_NAMESPACES, else all)",
+        )
     return parser
+
+
+def _report(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from lb_operator import reports
+    from lb_operator.handlers.runtime import kubernetes_client
+
+    async def produce() -> str:
+        api = await kubernetes_client()
+        try:
+            if args.command == "locks":
+                return await reports.locks(api, args.namespace)
+            namespaces = [n.strip() for n in args.watch_namespaces.split(",") if n.strip()]
+            return await reports.shards(api, args.namespace, namespaces)
+        finally:
+            await api.close()  # type: ignore[no-untyped-call]
+
+    try:
+        print(asyncio.run(produce()))
+    except Exception as error:  # one line that says what failed, not a traceback
+        print(
+            f"lb-operator {args.command}: cannot read the cluster: {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _run() -> int:
@@ -119,4 +163,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _simulator(args)
     if args.command == "run":
         return _run()
+    if args.command in ("shards", "locks"):
+        return _report(args)
     return 0

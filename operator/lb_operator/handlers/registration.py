@@ -123,6 +123,11 @@ async def _reconcile(body: Mapping[str, Any], patch: kopf.Patch, retry: int, mem
         status.write(patch, obj, ready=None, synced=(False, reason, str(error)))
         post_event(obj, "Warning", reason, str(error))
         raise kopf.TemporaryError(str(error), delay=_backoff(ctx, retry)) from None
+    except Exception as error:
+        # Not Kopf's silent default (a retry in 60 s): say what happened, and retry with the back-off.
+        message = _unexpected(obj, error)
+        status.write(patch, obj, ready=None, synced=(False, "UnexpectedError", message))
+        raise kopf.TemporaryError(message, delay=_backoff(ctx, retry)) from None
     status.write(
         patch,
         obj,
@@ -132,6 +137,14 @@ async def _reconcile(body: Mapping[str, Any], patch: kopf.Patch, retry: int, mem
     )
     if not outcome.ready:
         raise kopf.TemporaryError(outcome.message, delay=ctx.settings.ready_poll)
+
+
+def _unexpected(obj: Resource, error: Exception) -> str:
+    """Log an error no handler expected (with its traceback), post it as an Event, and say it in one line."""
+    message = f"unexpected {type(error).__name__}: {error}; retrying"
+    logger.error("%s %s/%s: %s", obj.kind, obj.namespace, obj.name, message, exc_info=error)
+    post_event(obj, "Warning", "UnexpectedError", message)
+    return message
 
 
 async def on_delete(body: Mapping[str, Any], retry: int, memo: kopf.Memo, **_: Any) -> None:
@@ -148,6 +161,8 @@ async def _delete(body: Mapping[str, Any], retry: int, memo: kopf.Memo) -> None:
     except (CloudError, LockTimeout, HoldLost) as error:
         post_event(obj, "Warning", f"DeleteFailed{type(error).__name__}", str(error))
         raise kopf.TemporaryError(str(error), delay=_backoff(ctx, retry)) from None
+    except Exception as error:
+        raise kopf.TemporaryError(_unexpected(obj, error), delay=_backoff(ctx, retry)) from None
     await _discard_locks_of_gone_parents(ctx, obj)
 
 

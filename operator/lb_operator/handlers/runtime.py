@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 from collections.abc import Callable
 
+import aiohttp
 import kopf
 from kubernetes.aio import client, config
 
+from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
 from lb_operator.mutex import LeaseMutex
 from lb_operator.reconcile.engine import Context
@@ -30,10 +34,46 @@ async def kubernetes_client() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+async def until_our_kinds_are_served(api: client.ApiClient) -> None:
+    """Wait until the API server's discovery lists all five kinds; retried every second, cancellable.
+
+    Why: Kopf resolves the resources it serves once, at start. If the API
+    server cannot say then (down, or answering 503 while it starts), Kopf
+    logs "Unresolved resources cannot be served" and never serves them. So
+    the operator does not let Kopf start before discovery works.
+    """
+    wanted = {kind.plural for kind in ALL_KINDS}
+    waited = 0
+    while True:
+        try:
+            params = await api.param_serialize(
+                "GET",
+                f"/apis/{GROUP}/{VERSION}",
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            response = await api.call_api(*params, _request_timeout=aiohttp.ClientTimeout(total=5))
+            body: bytes = await response.read()  # type: ignore[no-untyped-call]
+            if int(response.status) == 200:
+                served = {item.get("name") for item in json.loads(body).get("resources", [])}
+                if wanted <= served:
+                    return
+                problem = f"kinds not served yet: {sorted(wanted - served)} (are the CRDs applied?)"
+            else:
+                problem = f"discovery answered {response.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+            problem = f"{type(error).__name__}: {error}"
+        if waited % 10 == 0:
+            logger.warning("waiting for the API server to serve %s/%s: %s", GROUP, VERSION, problem)
+        waited += 1
+        await asyncio.sleep(1)
+
+
 async def open_context(events: Callable[[Resource, str, str, str], None]) -> Context:
     """Read the settings, open the clients; a misconfiguration stops the operator here, clearly."""
     settings = OperatorSettings.from_env()
     api = await kubernetes_client()
+    await until_our_kinds_are_served(api)
     cloud = CloudscaleClient(
         CloudscaleSettings(base_url=settings.cloud_url, token_file=settings.cloud_token_file)
     )

@@ -28,7 +28,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
-from lb_operator.sharding.streams import follow_forever
+from lb_operator.sharding.streams import TRANSIENT, follow_forever
 
 logger = logging.getLogger(__name__)
 
@@ -125,26 +125,43 @@ class Drainer:
                     patch,
                     _content_type="application/merge-patch+json",
                 )
-            except (OSError, TimeoutError) as error:
-                logger.info("letting go of %s/%s failed (%s); again", namespace, name, error)
-                await asyncio.sleep(1.0)
-                continue
             except ApiException as error:
                 if error.status == 404:
                     return
-                if error.status != 409:
-                    logger.warning("letting go of %s/%s failed (%s); again", namespace, name, error)
-                    await asyncio.sleep(1.0)
+                if error.status == 409:
+                    current = await self._reread(plural, namespace, name)
+                    if current is None:
+                        return  # no longer ours to let go, or the drain was called off
+                    version = current
                     continue
-                current = await self._objects.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, name
-                )
-                assert isinstance(current, dict), "a custom object is a JSON object"
-                labels = current["metadata"].get("labels") or {}
-                if labels.get(SHARD_LABEL) != self._identity or DRAIN_LABEL not in labels:
-                    return  # no longer ours to let go, or the drain was called off
-                version = current["metadata"]["resourceVersion"]
+                logger.warning("letting go of %s/%s failed (%s); again", namespace, name, error)
+                await asyncio.sleep(1.0)
+                continue
+            except TRANSIENT as error:
+                logger.info("letting go of %s/%s failed (%s); again", namespace, name, error)
+                await asyncio.sleep(1.0)
                 continue
             metrics.DRAINED.inc()
             logger.info("let go of %s %s/%s for its new owner", plural, namespace, name)
             return
+
+    async def _reread(self, plural: str, namespace: str, name: str) -> str | None:
+        """After a conflict: the version to retry with, or ``None`` if there is nothing left to let go."""
+        while True:
+            try:
+                current = await self._objects.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, name
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    return None
+                logger.info("re-reading %s/%s failed (%s); again", namespace, name, error)
+            except TRANSIENT as error:
+                logger.info("re-reading %s/%s failed (%s); again", namespace, name, error)
+            else:
+                assert isinstance(current, dict), "a custom object is a JSON object"
+                labels = current["metadata"].get("labels") or {}
+                if labels.get(SHARD_LABEL) != self._identity or DRAIN_LABEL not in labels:
+                    return None
+                return str(current["metadata"]["resourceVersion"])
+            await asyncio.sleep(1.0)

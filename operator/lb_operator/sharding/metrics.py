@@ -12,3 +12,6 @@ MOVES = Counter(
     "lbop_shard_moves", "Label writes by the sharder: 'assign' an owner, or ask one to 'drain'.", ["how"]
 )
 DRAINED = Counter("lbop_shard_drained", "Objects this replica let go of when the sharder moved them.")
+MEMBER_CHANGES = Counter(
+    "lbop_shard_member_changes", "Members the sharder saw 'join' or 'leave' (expired or released).", ["how"]
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from kubernetes.aio import client
 
@@ -13,6 +14,16 @@ from lb_operator.sharding.members import Membership
 from lb_operator.sharding.sharder import Sharder
 
 logger = logging.getLogger(__name__)
+
+
+async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run ``run`` until cancelled; if it ever fails, log why and start it again: it must not die silently."""
+    while True:
+        try:
+            await run()
+        except Exception:
+            logger.exception("%s failed; starting it again", name)
+        await asyncio.sleep(1.0)
 
 
 class Replica:
@@ -34,8 +45,8 @@ class Replica:
     def start(self) -> None:
         self.membership.start()
         self._tasks = [
-            asyncio.create_task(self.sharder.run(), name="sharder"),
-            asyncio.create_task(self.drainer.run(), name="drainer"),
+            asyncio.create_task(_supervised("sharder", self.sharder.run), name="sharder"),
+            asyncio.create_task(_supervised("drainer", self.drainer.run), name="drainer"),
         ]
 
     async def stop(self) -> None:

@@ -37,11 +37,13 @@ from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
 from lb_operator.sharding.members import live_members
 from lb_operator.sharding.ring import owner
 from lb_operator.sharding.roots import Body, root_of
-from lb_operator.sharding.streams import follow_forever
+from lb_operator.sharding.streams import TRANSIENT, follow_forever
 
 logger = logging.getLogger(__name__)
 
 SHARDER_KEY = "sharder"
+BATCH_WINDOW = 0.1
+"""Seconds to gather more news after the first before a pass: a burst of events costs one pass."""
 _FOREVER = 10 * 365 * 24 * 3600.0
 
 
@@ -102,7 +104,9 @@ class Sharder:
         self._namespaces = namespaces
         self._dirty = asyncio.Event()
         self.passes = 0
+        self.lists = 0
         self.writes = 0
+        self._members: set[str] = set()
 
     def _scopes(self) -> list[str | None]:
         """The namespaces to list and watch; ``[None]``: the whole cluster."""
@@ -115,7 +119,15 @@ class Sharder:
                 async with self._mutex.hold(SHARDER_KEY, deadline=loop.time() + _FOREVER) as held:
                     logger.info("sharder: elected (%s)", self._mutex.identity)
                     metrics.LEADER.set(1)
-                    await self._lead(held.check)
+                    try:
+                        await self._lead(held.check)
+                    finally:
+                        logger.info(
+                            "sharder: stepping down after %d passes, %d LIST requests, %d label writes",
+                            self.passes,
+                            self.lists,
+                            self.writes,
+                        )
             except (HoldLost, LockTimeout) as error:
                 logger.warning("sharder: %s; standing again", error)
             finally:
@@ -138,7 +150,7 @@ class Sharder:
                 changes.clear()
                 try:
                     next_expiry = await self._pass()
-                except (ApiException, OSError, TimeoutError) as error:
+                except TRANSIENT as error:
                     logger.warning("sharder: pass failed (%s); again shortly", error)
                     self._dirty.set()
                     await asyncio.sleep(1.0)
@@ -157,7 +169,9 @@ class Sharder:
         waits = [asyncio.ensure_future(self._dirty.wait()), asyncio.ensure_future(changes.wait())]
         try:
             timeout = None if until is None else max(0.0, until - asyncio.get_running_loop().time()) + 0.05
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if done:
+                await asyncio.sleep(BATCH_WINDOW)  # let the rest of a burst arrive
         finally:
             for waiting in waits:
                 waiting.cancel()
@@ -165,6 +179,7 @@ class Sharder:
     async def _pass(self) -> float | None:
         """One pass; returns when the next member may expire (loop time), to look again then."""
         members = live_members(self._mutex.watch)
+        self._count_member_changes(set(members))
         bodies = await self._list_all()
         self.passes += 1
         moves = plan(bodies, set(members))
@@ -184,6 +199,15 @@ class Sharder:
                 metrics.OBJECTS.labels(member=shard).inc()
         return min(members.values(), default=None)
 
+    def _count_member_changes(self, members: set[str]) -> None:
+        for member in members - self._members:
+            metrics.MEMBER_CHANGES.labels(how="join").inc()
+            logger.info("sharder: member %s joined", member)
+        for member in self._members - members:
+            metrics.MEMBER_CHANGES.labels(how="leave").inc()
+            logger.info("sharder: member %s left", member)
+        self._members = members
+
     async def _list_all(self) -> list[Body]:
         bodies: list[Body] = []
         for kind in ALL_KINDS:
@@ -195,6 +219,7 @@ class Sharder:
                         GROUP, VERSION, namespace, kind.plural
                     )
                 assert isinstance(listing, dict), "a list of custom objects is a JSON object"
+                self.lists += 1
                 for item in listing.get("items", []):
                     item.setdefault("kind", kind.kind)
                     bodies.append(item)

@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.watch import Watch
@@ -15,6 +16,9 @@ from kubernetes.aio.watch import Watch
 from lb_operator.api import GROUP, VERSION
 
 logger = logging.getLogger(__name__)
+
+TRANSIENT = (ApiException, aiohttp.ClientError, OSError, TimeoutError)
+"""Errors talking to the API server that trying again may cure (aiohttp's are not all OSErrors)."""
 
 OnEvent = Callable[[str, dict[str, Any]], None]
 """Told each event: its type (ADDED, MODIFIED, DELETED) and the object."""
@@ -51,7 +55,7 @@ async def follow_forever(
                 async for event in stream:
                     on_event(str(event["type"]), event["object"])
             pause = 0.05
-        except (ApiException, OSError, TimeoutError) as error:
+        except TRANSIENT as error:
             logger.info("watch of %s interrupted (%s); again", plural, error)
             await asyncio.sleep(pause * random.uniform(0.8, 1.2))
             pause = min(pause * 2, 5.0)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import subprocess
+import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_harness import wait_for
+from kubernetes.aio import client, config
+from operator_harness import is_ready, wait_for
 
+from lb_operator.mutex import LeaseMutex
 from lb_operator.sharding import SHARD_LABEL
 from lb_operator.sharding.roots import root_of
 from lb_operator.testing import Cluster
@@ -53,6 +60,12 @@ def _trees(found: list[dict[str, Any]]) -> dict[str, set[str | None]]:
     return trees
 
 
+def _busiest(three: ReplicaFleet) -> str:
+    """The replica owning the most objects (which one owns any depends on the namespace's random name)."""
+    owned = Counter(shard for shard in three.owners().values() if shard is not None)
+    return owned.most_common(1)[0][0]
+
+
 def _owned_by_survivors(three: ReplicaFleet, gone: str, uids: set[str]) -> float:
     """Wait until every object in ``uids`` is labelled with a replica other than ``gone``; return when."""
     survivors = set(three.replicas) - {gone}
@@ -76,11 +89,23 @@ def test_three_replicas_split_the_fleet_and_keep_each_tree_together(three: Repli
     stats = three.simulator.stats()
     assert stats["overlaps"] == 0
     assert stats["objects"]["load_balancers"] == 30
+    for replica in three.replicas.values():
+        replica.stop()  # each sharder logs what it cost when it steps down
+    lists = writes = 0
+    pattern = re.compile(r"stepping down after \d+ passes, (\d+) LIST requests, (\d+) label writes")
+    for log in three.logs.glob("operator-*.log"):
+        for match in pattern.finditer(log.read_text()):
+            lists, writes = lists + int(match[1]), writes + int(match[2])
+    objects = len(found)
+    assert writes >= objects, "the sharder wrote fewer labels than there are objects"
+    print(
+        f"sharder cost per object: {writes / objects:.2f} label writes, {lists / objects:.2f} LIST requests"
+    )
 
 
 def test_a_replica_stopped_gracefully_hands_its_objects_over_at_once(three: ReplicaFleet) -> None:
     _ready_fleet(three, 9)
-    leaving = "operator-1"
+    leaving = _busiest(three)
     mine = {uid for uid, shard in three.owners().items() if shard == leaving}
     assert mine, "the leaving replica owned nothing: the test proves nothing"
     stopped_at = time.monotonic()
@@ -94,7 +119,7 @@ def test_a_replica_stopped_gracefully_hands_its_objects_over_at_once(three: Repl
 
 def test_a_killed_replicas_objects_move_within_the_member_lease(three: ReplicaFleet) -> None:
     _ready_fleet(three, 9)
-    dying = "operator-2"
+    dying = _busiest(three)
     mine = {uid for uid, shard in three.owners().items() if shard == dying}
     assert mine, "the dying replica owned nothing: the test proves nothing"
     three.replicas[dying].process.kill()
@@ -128,3 +153,84 @@ def _the_survivors_work_on_what_moved(three: ReplicaFleet, moved: set[str]) -> N
         return all(c["tags"].get("moved") == "yes" for c in cloud if c["tags"].get("lboperator-uid") in uids)
 
     wait_for("the moved load balancers' change to reach the cloud", followed, 60)
+
+
+def _cli(cluster: Cluster, *args: str) -> str:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    done = subprocess.run(
+        [sys.executable, "-m", "lb_operator", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_shards_and_locks_show_members_owners_and_holders(crds: Cluster, logs: Path) -> None:
+    pair = ReplicaFleet(crds, logs, lease_duration=LEASE)
+    try:
+        for n in range(2):
+            pair.start(f"operator-{n}")
+        manifests = fleet(pair.namespace, 4, 1, 0)
+        pair.apply(manifests)
+        wait_for("the fleet to be Ready", lambda: pair.all_ready(len(manifests)), 120, interval=0.5)
+        wait_for("every object with its owner", lambda: settled(pair.objects(), set(pair.replicas)), 60)
+
+        report = _cli(crds, "shards", "-n", pair.namespace, "--watch-namespaces", pair.namespace)
+        rows = {
+            line.split()[0]: line.split() for line in report.splitlines()[1:] if line.startswith("operator-")
+        }
+        assert set(rows) == {"operator-0", "operator-1"}, report
+        assert all(row[1] == "live" for row in rows.values()), report
+        assert sum(int(row[3]) for row in rows.values()) == len(manifests), report
+        assert sum(row[-1] == "yes" for row in rows.values()) == 1, report
+        assert "unassigned: 0;" in report
+
+        async def while_held() -> str:
+            configuration = client.Configuration()
+            await config.load_kube_config(
+                config_file=str(crds.kubeconfig), client_configuration=configuration
+            )
+            async with (
+                client.ApiClient(configuration) as api,
+                LeaseMutex(api, pair.namespace, "report-test", sweep=False) as mutex,
+            ):
+                held = await mutex.try_hold("lb/report/held")
+                assert held is not None
+                async with held:
+                    return await asyncio.to_thread(_cli, crds, "locks", "-n", pair.namespace)
+
+        locks = asyncio.run(while_held())
+        line = next(row for row in locks.splitlines() if row.startswith("lb/report/held"))
+        assert "report-test/" in line, locks
+    finally:
+        pair.stop()
+
+
+def test_an_api_server_restart_mid_run_converges_without_conflicts_or_leaks(
+    crds: Cluster, logs: Path
+) -> None:
+    plane = crds.control_plane
+    if plane is None:
+        pytest.skip("needs the suite's own control plane to restart its API server")
+    three = ReplicaFleet(crds, logs, lease_duration=LEASE)
+    try:
+        for n in range(3):
+            three.start(f"operator-{n}")
+        manifests = fleet(three.namespace, 5, 2, 2)
+        three.apply(manifests)
+        wait_for("work under way", lambda: any(is_ready(o) for o in three.objects()), 120, interval=0.2)
+        plane.stop_apiserver()  # mid-run: the operators are creating the fleet
+        plane.start_apiserver()
+        wait_for("the fleet to be Ready", lambda: three.all_ready(len(manifests)), 240, interval=0.5)
+        per_object = Counter(
+            lb["tags"].get("lboperator-uid") for lb in three.simulator.list("load-balancers")
+        )
+        assert len(per_object) == 5
+        assert set(per_object.values()) == {1}, f"cloud load balancers per object: {per_object}"
+
+        deleted = crds.kubectl("delete", "lboperator", "--all", "-n", three.namespace, "--timeout=180s")
+        assert deleted.returncode == 0, deleted.stderr
+        stats = three.simulator.stats()
+        assert stats["overlaps"] == 0
+        assert not {kind: n for kind, n in stats["objects"].items() if n}, stats["objects"]
+    finally:
+        three.stop()
