@@ -68,11 +68,10 @@ class LeaseWatch:
         self._settings = settings
         self._records: dict[str, Observed] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
-        self._listeners: set[asyncio.Event] = set()
+        self._listeners: dict[asyncio.Event, str] = {}
         self._synced = False
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
-        self.starts = 0  # watch streams opened (a measure of churn, for tests and metrics)
 
     @property
     def synced(self) -> bool:
@@ -148,18 +147,22 @@ class LeaseWatch:
             if not waiters:
                 self._waiters.pop(name, None)
 
-    def listen(self) -> asyncio.Event:
-        """An event set on every change of any lock Lease (clear it, then wait); ``unlisten`` when done."""
+    def listen(self, prefix: str = "") -> asyncio.Event:
+        """An event set on every change of a Lease whose name starts with ``prefix`` (clear it, then wait).
+
+        Call ``unlisten`` when done.
+        """
         event = asyncio.Event()
-        self._listeners.add(event)
+        self._listeners[event] = prefix
         return event
 
     def unlisten(self, event: asyncio.Event) -> None:
-        self._listeners.discard(event)
+        self._listeners.pop(event, None)
 
     def _wake(self, name: str) -> None:
-        for listener in self._listeners:
-            listener.set()
+        for listener, prefix in self._listeners.items():
+            if name.startswith(prefix):
+                listener.set()
         for future in self._waiters.get(name, ()):
             if not future.done():
                 future.set_result(None)
@@ -220,7 +223,6 @@ class LeaseWatch:
         loop = asyncio.get_running_loop()
         opened = loop.time()
         delivered = False
-        self.starts += 1
         async for event in self._api.watch(version, self._settings.watch_timeout):
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":

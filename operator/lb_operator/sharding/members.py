@@ -19,6 +19,7 @@ from lb_operator.mutex.watch import LeaseWatch
 logger = logging.getLogger(__name__)
 
 MEMBER_PREFIX = "member/"
+MEMBER_LEASE_PREFIX = "member-"  # every member key's Lease name starts so (lease_name keeps the head)
 _FOREVER = 10 * 365 * 24 * 3600.0
 
 

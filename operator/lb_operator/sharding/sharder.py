@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from kubernetes.aio.client.exceptions import ApiException
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.mutex import HoldLost, LeaseMutex, LockTimeout
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
-from lb_operator.sharding.members import live_members
+from lb_operator.sharding.members import MEMBER_LEASE_PREFIX, live_members
 from lb_operator.sharding.ring import owner
 from lb_operator.sharding.roots import Body, root_of
 from lb_operator.sharding.streams import TRANSIENT, follow_forever
@@ -107,6 +107,7 @@ class Sharder:
         self.lists = 0
         self.writes = 0
         self._members: set[str] = set()
+        self._shapes: dict[str, tuple[Any, ...]] = {}  # object UID → what its placement depends on
 
     def _scopes(self) -> list[str | None]:
         """The namespaces to list and watch; ``[None]``: the whole cluster."""
@@ -133,8 +134,9 @@ class Sharder:
             finally:
                 metrics.LEADER.set(0)
 
-    async def _lead(self, check: Any) -> None:
-        changes = self._mutex.watch.listen()
+    async def _lead(self, check: Callable[[], None]) -> None:
+        changes = self._mutex.watch.listen(MEMBER_LEASE_PREFIX)
+        self._shapes = {}  # the watches below start with every object again
         watchers = [
             asyncio.create_task(
                 follow_forever(self._objects, kind.plural, namespace, self._changed, on_gap=self._dirty.set),
@@ -149,7 +151,7 @@ class Sharder:
                 self._dirty.clear()
                 changes.clear()
                 try:
-                    next_expiry = await self._pass()
+                    next_expiry = await self._pass(check)
                 except TRANSIENT as error:
                     logger.warning("sharder: pass failed (%s); again shortly", error)
                     self._dirty.set()
@@ -163,7 +165,19 @@ class Sharder:
             await asyncio.gather(*watchers, return_exceptions=True)
 
     def _changed(self, kind: str, body: dict[str, Any]) -> None:
-        self._dirty.set()
+        """A pass is due only if an object came, went, or changed what its placement depends on.
+
+        Status writes (most events) move nothing, so they cost no pass.
+        """
+        uid = str(body["metadata"]["uid"])
+        if kind == "DELETED":
+            self._shapes.pop(uid, None)
+            self._dirty.set()
+            return
+        shape = _placement(body)
+        if self._shapes.get(uid) != shape:
+            self._shapes[uid] = shape
+            self._dirty.set()
 
     async def _until_news(self, changes: asyncio.Event, until: float | None) -> None:
         waits = [asyncio.ensure_future(self._dirty.wait()), asyncio.ensure_future(changes.wait())]
@@ -176,14 +190,19 @@ class Sharder:
             for waiting in waits:
                 waiting.cancel()
 
-    async def _pass(self) -> float | None:
-        """One pass; returns when the next member may expire (loop time), to look again then."""
+    async def _pass(self, check: Callable[[], None]) -> float | None:
+        """One pass; returns when the next member may expire (loop time), to look again then.
+
+        ``check`` (the sharder lock's) runs before each write: a sharder that
+        lost its lock writes nothing more.
+        """
         members = live_members(self._mutex.watch)
         self._count_member_changes(set(members))
         bodies = await self._list_all()
         self.passes += 1
         moves = plan(bodies, set(members))
         for move in moves:
+            check()
             await self._write(move)
         if moves:
             logger.info(
@@ -247,11 +266,11 @@ class Sharder:
         metrics.MOVES.labels(how=kind).inc()
 
 
-def owners(bodies: list[Mapping[str, Any]]) -> dict[str, str | None]:
-    """``namespace/name`` (with kind) → the shard label: for tests and ``lb-operator shards``."""
-    return {
-        f"{b['kind']}/{b['metadata']['namespace']}/{b['metadata']['name']}": (
-            b["metadata"].get("labels") or {}
-        ).get(SHARD_LABEL)
-        for b in bodies
-    }
+def _placement(body: Body) -> tuple[Any, ...]:
+    """What an object's owner depends on: its labels and the references that make its root key."""
+    metadata, spec = body.get("metadata") or {}, body.get("spec") or {}
+    labels = metadata.get("labels") or {}
+    refs = tuple(
+        str(spec.get(field)) for field in ("loadBalancerRef", "loadBalancerUUID", "poolRef", "poolUUID")
+    )
+    return (labels.get(SHARD_LABEL), labels.get(DRAIN_LABEL), *refs)

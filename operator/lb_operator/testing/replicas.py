@@ -83,6 +83,18 @@ class ReplicaFleet:
             for o in found
         )
 
+    def not_ready(self) -> list[str]:
+        """One line per object not Ready at its latest generation: kind/name, owner, conditions."""
+        lines = []
+        for o in self.objects():
+            status = o.get("status", {})
+            if is_ready(o) and status.get("observedGeneration") == o["metadata"].get("generation"):
+                continue
+            labels = o["metadata"].get("labels") or {}
+            conditions = {c["type"]: f"{c['status']}/{c.get('reason')}" for c in status.get("conditions", [])}
+            lines.append(f"{o['kind']}/{o['metadata']['name']} owner={labels} {conditions}")
+        return lines
+
     def stop(self) -> None:
         for replica in self.replicas.values():
             if replica.process.poll() is None:

@@ -53,3 +53,15 @@ def test_a_drain_is_called_off_when_the_object_hashes_back() -> None:
 
 def test_an_object_where_it_belongs_is_left_alone() -> None:
     assert plan([lb("web", **{SHARD_LABEL: OWNER})], MEMBERS) == []
+
+
+def test_only_what_can_move_an_object_calls_for_a_pass() -> None:
+    from lb_operator.sharding.sharder import _placement
+
+    base = lb("web", **{SHARD_LABEL: OWNER})
+    with_status = {**base, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    relabelled = lb("web", **{SHARD_LABEL: OTHER})
+    reparented = {**base, "spec": {"loadBalancerRef": {"name": "other"}}}
+    assert _placement(with_status) == _placement(base)
+    assert _placement(relabelled) != _placement(base)
+    assert _placement(reparented) != _placement(base)
