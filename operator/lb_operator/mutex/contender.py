@@ -167,11 +167,12 @@ class Contender:
 
     async def _take(self, observed: Observed | None) -> Hold:
         """One acquiring write; ``Conflict`` if another writer was first, ``Unavailable`` if unknown."""
+        budget = self._remaining()  # first: past the deadline, nothing is sent and nothing is in doubt
         previous = observed.record.transitions if observed is not None else 0
         attempt = Attempt(self._mutex.identity, previous + 1, micro_time(), self._loop.time())
         self.in_doubt = attempt
         try:
-            written = await self._write(observed, attempt, self._remaining())
+            written = await self._write(observed, attempt, budget)
         except Conflict:
             self.in_doubt = None  # refused: it did not land
             raise

@@ -171,7 +171,11 @@ class LeaseMutex:
         until = loop.time() if deadline is None else deadline
         while not self.is_busy(key):
             try:
-                observed = self.watch.observe(await self.api.get(name, kind))
+                # Within the caller's deadline; with none, one request's worth.
+                budget = (
+                    self.settings.request_timeout if deadline is None else max(0.001, until - loop.time())
+                )
+                observed = self.watch.observe(await self.api.get(name, kind, budget=budget))
                 record = observed.record
                 if record.holder is None or loop.time() >= observed.expires_at():
                     await self.api.delete(name, record.resource_version, kind)

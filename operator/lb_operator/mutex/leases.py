@@ -221,7 +221,11 @@ class LeaseAPI:
                     raise Unavailable(f"watch: {type(error).__name__}: {error}") from error
                 if not line:
                     return
-                yield json.loads(line)
+                try:
+                    event = json.loads(line)
+                except ValueError as error:  # a stream cut mid-line
+                    raise Unavailable(f"watch: unreadable event: {error}") from error
+                yield event
         finally:
             raw.release()
             await asyncio.sleep(0)  # let aiohttp close the connection before the caller reconnects

@@ -185,12 +185,16 @@ class LeaseWatch:
                         failures = 0
                         continue
                     failures += 1  # cut at once with nothing: a proxy, or a flaky server
+                    self._set_synced(False)  # no watch is open while we pause
                     await self._pause(failures)
             except Unavailable as error:
                 self.last_error = str(error)
                 logger.warning("lock lease watch interrupted: %s; re-establishing", error)
             except _Expired:
                 logger.info("lock lease watch expired (410); relisting")
+            except Exception as error:  # never die silently: waiters would trust a frozen cache
+                self.last_error = f"{type(error).__name__}: {error}"
+                logger.exception("lock lease watch failed unexpectedly; re-establishing")
             self._set_synced(False)
             metrics.WATCH_RESTARTS.inc()
             failures += 1

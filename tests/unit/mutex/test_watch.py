@@ -165,3 +165,17 @@ async def test_a_newer_record_ends_a_wait_at_once(fake: FakeLeases, watch: Lease
     await until("the waiter to wait", lambda: watch.waiting("lb-c") == 1)
     fake.put("lb-c", {"holderIdentity": None})
     await asyncio.wait_for(waiter, 2)
+
+
+async def test_an_unexpected_error_in_the_watch_is_survived_not_fatal(
+    fake: FakeLeases, watch: LeaseWatch
+) -> None:
+    async def garbled() -> None:
+        raise ValueError("an event this code did not expect")
+
+    fake.before["watch"].append(garbled)
+    fake.cut_watches()  # the next stream starts with the garbled answer
+    await until("the watch to restart", lambda: fake.ledger.requests["list"] >= 2)
+    fake.put("lb-after", {"holderIdentity": "other/1"})
+    await until("the watch to follow again", lambda: watch.get("lb-after") is not None)
+    assert watch.synced
