@@ -176,16 +176,16 @@ async def _discard_locks_of_gone_parents(ctx: Context, obj: Resource) -> None:
     """
     if ctx.mutex is None:
         return
+    uuid = obj.status.get("uuid")
     still_there: Callable[[str], Awaitable[object]]
     if obj.kind == "LoadBalancer":
         key, still_there = family_key(obj.namespace, obj.name), ctx.cloud.get_load_balancer
-    elif obj.kind == "LoadBalancerPool":
-        key, still_there = f"pool/{obj.status.get('uuid')}", ctx.cloud.get_pool
+        if not uuid:
+            await ctx.mutex.discard(key, _deadline(ctx))  # never made in the cloud; its creation was locked
+            return
+    elif obj.kind == "LoadBalancerPool" and uuid:
+        key, still_there = f"pool/{uuid}", ctx.cloud.get_pool
     else:
-        return
-    uuid = obj.status.get("uuid")
-    if not uuid:
-        await ctx.mutex.discard(key, _deadline(ctx))  # never made in the cloud
         return
     try:
         await still_there(str(uuid))
