@@ -106,6 +106,7 @@ class LeaseMutex:
         self._sweeper: asyncio.Task[None] | None = None
         self._hooks: set[asyncio.Task[None]] = set()
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._idle: dict[str, asyncio.Event] = {}  # Lease name → set when its local queue empties
 
     async def __aenter__(self) -> LeaseMutex:
         self.start()
@@ -162,14 +163,21 @@ class LeaseMutex:
     async def discard(self, key: str, deadline: float | None = None) -> bool:
         """Delete the Lease of ``key`` once nobody holds it (its parent is gone); True if it is gone.
 
-        Waits for a current holder to release until ``deadline`` (event-loop
-        time; default: do not wait). Version-checked, so a Lease acquired
-        meanwhile survives; the sweeper removes whatever this misses.
+        Waits until ``deadline`` (event-loop time; default: do not wait) for
+        a current holder to release — a task of this process included, e.g.
+        a child's deletion still holding its load balancer's lock.
+        Version-checked, so a Lease acquired meanwhile survives; the sweeper
+        removes whatever this misses.
         """
         name, kind = lease_name(key), key_kind(key)
         loop = asyncio.get_running_loop()
         until = loop.time() if deadline is None else deadline
-        while not self.is_busy(key):
+        while True:
+            if self.is_busy(key):
+                if loop.time() >= until:
+                    return False
+                await self._until_idle(name, until)
+                continue
             try:
                 # Within the caller's deadline; with none, one request's worth.
                 budget = (
@@ -191,7 +199,18 @@ class LeaseMutex:
             if loop.time() >= until:
                 return False
             await self.watch.wait_for_newer(name, record.resource_version, min(until, observed.expires_at()))
-        return False
+
+    async def _until_idle(self, name: str, until: float) -> None:
+        """Wait until no task of this process holds or waits for Lease ``name``, or until ``until``."""
+        idle = self._idle.setdefault(name, asyncio.Event())
+        try:
+            async with asyncio.timeout_at(until):
+                await idle.wait()
+        except TimeoutError:
+            pass
+        finally:
+            if self._idle.get(name) is idle and not self.is_busy(name):
+                del self._idle[name]
 
     # -- acquisition -----------------------------------------------------------------------------
 
@@ -264,6 +283,9 @@ class LeaseMutex:
             queue.users -= 1
             if queue.users <= 0:
                 del self._queues[name]
+                idle = self._idle.pop(name, None)
+                if idle is not None:
+                    idle.set()
 
     def release_local(self, key: str) -> None:
         queue = self._queues.get(lease_name(key))

@@ -158,8 +158,25 @@ async def test_memory_stays_flat_over_ten_thousand_keys(make_mutex: MakeMutex, f
         within=30,
     )
     assert mutex._queues == {}
+    assert mutex._idle == {}
     assert mutex.watch._waiters == {}
     assert mutex._hooks == set()
     assert mutex._cleanups == set()
     assert fake.ledger.leases_in_flight() == 0
     assert len(fake.objects) == 1  # the marker
+
+
+async def test_discard_waits_for_a_local_holder_then_removes_the_lease(
+    make_mutex: MakeMutex, fake: FakeLeases
+) -> None:
+    """A child's deletion may still hold its load balancer's lock when the parent discards it."""
+    mutex = make_mutex()
+    loop = asyncio.get_running_loop()
+    held = await mutex.try_hold("lb/parent")
+    assert held is not None
+    discarding = asyncio.create_task(mutex.discard("lb/parent", loop.time() + 5))
+    await asyncio.sleep(0)  # let it start: it must wait, not give up
+    assert not discarding.done()
+    await held.release()
+    assert await asyncio.wait_for(discarding, 5)
+    assert lease_name("lb/parent") not in fake.objects
