@@ -74,6 +74,13 @@ class OperatorSettings(BaseModel):
         "each load balancer's tree by the same one, and each replica watches only its own. False: this "
         "replica reconciles everything it watches (run one only). Needs locking.",
     )
+    nudge_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between looks for objects labelled for this replica that no handler has "
+        "handled at their current generation; one unhandled at two looks in a row gets an annotation "
+        "written, so Kopf sees it (LBOP_NUDGE_INTERVAL). A safety net for missed watch events.",
+    )
     shutdown_grace: float = Field(
         default=2.0,
         gt=0,

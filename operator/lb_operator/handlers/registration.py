@@ -209,7 +209,11 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         own = f"{SHARD_LABEL}={context.settings.identity}"
         settings.watching.label_selectors[GROUP, kopf.EVERYTHING] = own
         replica = Replica(
-            context.api, context.mutex, context.settings.identity, context.settings.watch_namespaces
+            context.api,
+            context.mutex,
+            context.settings.identity,
+            context.settings.watch_namespaces,
+            context.settings.nudge_interval,
         )
         replica.start()
         memo["replica"] = replica

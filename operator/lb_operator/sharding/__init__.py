@@ -5,6 +5,7 @@
 - ``members``: each replica's member Lease (held through the Lease mutex).
 - ``sharder``: the one elected process that labels objects with their owner.
 - ``drain``: a replica letting go of objects the sharder moves away from it.
+- ``nudge``: a safety net for watch events a replica's Kopf never received.
 
 See ``docs/operations.md`` for what it guarantees.
 """

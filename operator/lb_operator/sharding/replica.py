@@ -11,6 +11,7 @@ from kubernetes.aio import client
 from lb_operator.mutex import LeaseMutex
 from lb_operator.sharding.drain import Drainer
 from lb_operator.sharding.members import Membership
+from lb_operator.sharding.nudge import Nudger
 from lb_operator.sharding.sharder import Sharder
 
 logger = logging.getLogger(__name__)
@@ -34,12 +35,18 @@ class Replica:
     """
 
     def __init__(
-        self, api: client.ApiClient, mutex: LeaseMutex, identity: str, namespaces: list[str]
+        self,
+        api: client.ApiClient,
+        mutex: LeaseMutex,
+        identity: str,
+        namespaces: list[str],
+        nudge_interval: float = 30.0,
     ) -> None:
         self.identity = identity
         self.membership = Membership(mutex, identity)
         self.sharder = Sharder(api, mutex, namespaces)
         self.drainer = Drainer(api, identity, namespaces)
+        self.nudger = Nudger(api, identity, namespaces, self.drainer.busy, nudge_interval)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -47,6 +54,7 @@ class Replica:
         self._tasks = [
             asyncio.create_task(_supervised("sharder", self.sharder.run), name="sharder"),
             asyncio.create_task(_supervised("drainer", self.drainer.run), name="drainer"),
+            asyncio.create_task(_supervised("nudger", self.nudger.run), name="nudger"),
         ]
 
     async def stop(self) -> None:

@@ -1,0 +1,116 @@
+"""A safety net for events a replica's Kopf never received: nudge objects nobody has handled.
+
+Why: after an API-server restart, an object relabelled for this replica
+while the server was shutting down can be missed when Kopf's watch resumes
+(no 410, so no relist), and Kopf never looks at it again. Every
+``interval`` this lists the objects labelled for this replica and, for each
+one whose current generation no handler has reported (``status.observedGeneration``)
+and that was already unhandled at the previous look, writes an annotation:
+the write is a watch event, so Kopf sees the object and handles it. In steady
+state every object is handled and this only lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
+
+from lb_operator.api import ALL_KINDS, GROUP, VERSION
+from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
+from lb_operator.sharding.streams import TRANSIENT
+
+logger = logging.getLogger(__name__)
+
+NUDGE_ANNOTATION = "lboperator.dev/nudged-at"
+
+
+def unhandled(body: dict[str, Any]) -> bool:
+    """True when no handler has reported on the object's current generation."""
+    metadata = body.get("metadata") or {}
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return observed != metadata.get("generation") and "deletionTimestamp" not in metadata
+
+
+class Nudger:
+    """Every ``interval`` seconds: nudge this replica's objects that stayed unhandled for a whole interval."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        identity: str,
+        namespaces: list[str],
+        busy: Callable[[str], bool],
+        interval: float = 30.0,
+    ) -> None:
+        self._objects = client.CustomObjectsApi(api)
+        self._selector = f"{SHARD_LABEL}={identity},!{DRAIN_LABEL}"
+        self._namespaces = namespaces
+        self._busy = busy
+        self._interval = interval
+        self._suspects: set[str] = set()  # unhandled at the previous look
+        self.nudged = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.look()
+            except TRANSIENT as error:
+                logger.info("nudge: listing failed (%s); next time", error)
+
+    async def look(self) -> None:
+        """One look: nudge the objects unhandled now and at the previous look."""
+        suspects: set[str] = set()
+        for kind in ALL_KINDS:
+            scopes: list[str | None] = list(self._namespaces) or [None]
+            for scope in scopes:
+                if scope is None:
+                    listing = await self._objects.list_cluster_custom_object(
+                        GROUP, VERSION, kind.plural, label_selector=self._selector
+                    )
+                else:
+                    listing = await self._objects.list_namespaced_custom_object(
+                        GROUP, VERSION, scope, kind.plural, label_selector=self._selector
+                    )
+                assert isinstance(listing, dict), "a list of custom objects is a JSON object"
+                for body in listing.get("items", []):
+                    uid = str(body["metadata"]["uid"])
+                    if not unhandled(body) or self._busy(uid):
+                        continue
+                    suspects.add(uid)
+                    if uid in self._suspects:
+                        await self._nudge(kind.plural, body)
+        self._suspects = suspects
+
+    async def _nudge(self, plural: str, body: dict[str, Any]) -> None:
+        metadata = body["metadata"]
+        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        patch = {"metadata": {"annotations": {NUDGE_ANNOTATION: now}}}
+        try:
+            await self._objects.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                metadata["namespace"],
+                plural,
+                metadata["name"],
+                patch,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            return
+        self.nudged += 1
+        logger.warning(
+            "nudged %s %s/%s: labelled for this replica but not handled for %ss",
+            plural,
+            metadata["namespace"],
+            metadata["name"],
+            self._interval,
+        )
