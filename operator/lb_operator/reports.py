@@ -13,11 +13,11 @@ from typing import Any
 
 from kubernetes.aio import client
 
-from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.mutex import KEY_ANNOTATION, LOCK_LABEL
 from lb_operator.sharding import SHARD_LABEL
 from lb_operator.sharding.members import MEMBER_PREFIX
 from lb_operator.sharding.sharder import SHARDER_KEY
+from lb_operator.sharding.streams import list_objects
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -64,17 +64,8 @@ async def shards(api: client.ApiClient, namespace: str, watch_namespaces: list[s
     sharder = next((lease for lease in leases if _key(lease) == SHARDER_KEY and _live(lease, now)), None)
     sharder_holder = (sharder or {}).get("spec", {}).get("holderIdentity") or ""
     owned: Counter[str | None] = Counter()
-    objects = client.CustomObjectsApi(api)
-    for kind in ALL_KINDS:
-        scopes: list[str | None] = list(watch_namespaces) or [None]
-        for scope in scopes:
-            if scope is None:
-                listing = await objects.list_cluster_custom_object(GROUP, VERSION, kind.plural)
-            else:
-                listing = await objects.list_namespaced_custom_object(GROUP, VERSION, scope, kind.plural)
-            assert isinstance(listing, dict), "a list of custom objects is a JSON object"
-            for item in listing["items"]:
-                owned[(item["metadata"].get("labels") or {}).get(SHARD_LABEL)] += 1
+    for _, item in await list_objects(client.CustomObjectsApi(api), watch_namespaces):
+        owned[(item["metadata"].get("labels") or {}).get(SHARD_LABEL)] += 1
     rows = []
     for lease in sorted(leases, key=_key):
         key = _key(lease)

@@ -28,7 +28,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
-from lb_operator.sharding.streams import TRANSIENT, follow_forever
+from lb_operator.sharding.streams import TRANSIENT, follow_forever, scopes
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +63,6 @@ class Drainer:
                 if idle is not None:
                     idle.set()
 
-    def _scopes(self) -> list[str | None]:
-        return list(self._namespaces) or [None]
-
     def busy(self, uid: str) -> bool:
         return uid in self._running
 
@@ -84,7 +81,7 @@ class Drainer:
                 name=f"drain-watch {kind.plural}",
             )
             for kind in ALL_KINDS
-            for namespace in self._scopes()
+            for namespace in scopes(self._namespaces)
         ]
         try:
             await asyncio.gather(*watchers)

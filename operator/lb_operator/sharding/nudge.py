@@ -21,9 +21,9 @@ from typing import Any
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from lb_operator.api import ALL_KINDS, GROUP, VERSION
+from lb_operator.api import GROUP, VERSION
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
-from lb_operator.sharding.streams import TRANSIENT
+from lb_operator.sharding.streams import TRANSIENT, list_objects
 
 logger = logging.getLogger(__name__)
 
@@ -67,25 +67,13 @@ class Nudger:
     async def look(self) -> None:
         """One look: nudge the objects unhandled now and at the previous look."""
         suspects: set[str] = set()
-        for kind in ALL_KINDS:
-            scopes: list[str | None] = list(self._namespaces) or [None]
-            for scope in scopes:
-                if scope is None:
-                    listing = await self._objects.list_cluster_custom_object(
-                        GROUP, VERSION, kind.plural, label_selector=self._selector
-                    )
-                else:
-                    listing = await self._objects.list_namespaced_custom_object(
-                        GROUP, VERSION, scope, kind.plural, label_selector=self._selector
-                    )
-                assert isinstance(listing, dict), "a list of custom objects is a JSON object"
-                for body in listing.get("items", []):
-                    uid = str(body["metadata"]["uid"])
-                    if not unhandled(body) or self._busy(uid):
-                        continue
-                    suspects.add(uid)
-                    if uid in self._suspects:
-                        await self._nudge(kind.plural, body)
+        for kind, body in await list_objects(self._objects, self._namespaces, self._selector):
+            uid = str(body["metadata"]["uid"])
+            if not unhandled(body) or self._busy(uid):
+                continue
+            suspects.add(uid)
+            if uid in self._suspects:
+                await self._nudge(kind.plural, body)
         self._suspects = suspects
 
     async def _nudge(self, plural: str, body: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
 from lb_operator.sharding.members import MEMBER_LEASE_PREFIX, live_members
 from lb_operator.sharding.ring import owner
 from lb_operator.sharding.roots import Body, root_of
-from lb_operator.sharding.streams import TRANSIENT, follow_forever
+from lb_operator.sharding.streams import TRANSIENT, follow_forever, list_objects, scopes
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +109,6 @@ class Sharder:
         self._members: set[str] = set()
         self._shapes: dict[str, tuple[Any, ...]] = {}  # object UID → what its placement depends on
 
-    def _scopes(self) -> list[str | None]:
-        """The namespaces to list and watch; ``[None]``: the whole cluster."""
-        return list(self._namespaces) or [None]
-
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -143,7 +139,7 @@ class Sharder:
                 name=f"shard-watch {kind.plural}",
             )
             for kind in ALL_KINDS
-            for namespace in self._scopes()
+            for namespace in scopes(self._namespaces)
         ]
         try:
             while True:
@@ -228,21 +224,9 @@ class Sharder:
         self._members = members
 
     async def _list_all(self) -> list[Body]:
-        bodies: list[Body] = []
-        for kind in ALL_KINDS:
-            for namespace in self._scopes():
-                if namespace is None:
-                    listing = await self._objects.list_cluster_custom_object(GROUP, VERSION, kind.plural)
-                else:
-                    listing = await self._objects.list_namespaced_custom_object(
-                        GROUP, VERSION, namespace, kind.plural
-                    )
-                assert isinstance(listing, dict), "a list of custom objects is a JSON object"
-                self.lists += 1
-                for item in listing.get("items", []):
-                    item.setdefault("kind", kind.kind)
-                    bodies.append(item)
-        return bodies
+        found = await list_objects(self._objects, self._namespaces)
+        self.lists += len(ALL_KINDS) * len(scopes(self._namespaces))
+        return [body for _, body in found]
 
     async def _write(self, move: Move) -> None:
         body = {"metadata": {"resourceVersion": move.resource_version, "labels": move.labels}}

@@ -1,4 +1,4 @@
-"""Following one kind of this operator's objects, for the sharder and the drainer (not for Kopf)."""
+"""Listing and following this operator's objects, for sharding and reports (not for Kopf)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,43 @@ from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.watch import Watch
 
-from lb_operator.api import GROUP, VERSION
+from lb_operator.api import ALL_KINDS, GROUP, VERSION, Kind
 
 logger = logging.getLogger(__name__)
 
 TRANSIENT = (ApiException, aiohttp.ClientError, OSError, TimeoutError)
 """Errors talking to the API server that trying again may cure (aiohttp's are not all OSErrors)."""
+
+
+def scopes(namespaces: list[str]) -> list[str | None]:
+    """The namespaces to list and watch; ``[None]``: the whole cluster."""
+    return list(namespaces) or [None]
+
+
+async def list_objects(
+    objects: client.CustomObjectsApi, namespaces: list[str], label_selector: str = ""
+) -> list[tuple[Kind, dict[str, Any]]]:
+    """Every object of the five kinds in ``namespaces`` (empty: the cluster), each with its kind.
+
+    One LIST per kind and namespace; each body has ``kind`` set (lists leave it out).
+    """
+    found: list[tuple[Kind, dict[str, Any]]] = []
+    for kind in ALL_KINDS:
+        for namespace in scopes(namespaces):
+            if namespace is None:
+                listing = await objects.list_cluster_custom_object(
+                    GROUP, VERSION, kind.plural, label_selector=label_selector
+                )
+            else:
+                listing = await objects.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, kind.plural, label_selector=label_selector
+                )
+            assert isinstance(listing, dict), "a list of custom objects is a JSON object"
+            for item in listing.get("items", []):
+                item.setdefault("kind", kind.kind)
+                found.append((kind, item))
+    return found
+
 
 OnEvent = Callable[[str, dict[str, Any]], None]
 """Told each event: its type (ADDED, MODIFIED, DELETED) and the object."""
