@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lb_operator.cloud.settings import DEFAULT_BASE_URL, is_loopback
 from lb_operator.mutex import MutexSettings
 
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
@@ -54,9 +55,15 @@ class OperatorSettings(BaseModel):
         "(LBOP_WATCH_NAMESPACES); empty: all namespaces.",
     )
     cloud_url: str = Field(
-        default="http://127.0.0.1:8080/v1",
-        description="URL of the cloud's v1 API (LBOP_CLOUD_URL); default: a simulator on this host. "
-        "cloudscale.ch: https://api.cloudscale.ch/v1.",
+        default=DEFAULT_BASE_URL,
+        description="URL of the cloud's v1 API (LBOP_CLOUD_URL); default: cloudscale.ch over HTTPS. "
+        "Plain http:// only to a loopback address (the simulator): the token is never sent in cleartext.",
+    )
+    cloud_request_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds one cloud API request may take at most (LBOP_CLOUD_REQUEST_TIMEOUT); a "
+        "handler attempt's own deadline cuts it shorter.",
     )
     cloud_token_file: Path | None = Field(
         default=None,
@@ -119,9 +126,34 @@ class OperatorSettings(BaseModel):
         gt=0,
         description="Seconds between checks of a load balancer still being built (LBOP_READY_POLL).",
     )
+    resync_interval: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds between drift checks of each object against the cloud (LBOP_RESYNC_INTERVAL), "
+        "jittered by ±10%: a changed or deleted cloud object is set back to its spec, and status "
+        "(cloudStatus, monitorStatus) refreshed. One cloud read per object and interval; no lock when "
+        "in sync.",
+    )
+    global_lock: bool = Field(
+        default=False,
+        description="Benchmark baseline only (LBOP_GLOBAL_LOCK): every change of every object is "
+        "serialized on one lock, as a single-mutex design would. Slow on purpose.",
+    )
     lease_duration: int = Field(
         default=15, ge=3, description="Seconds a lock Lease lasts without renewal (LBOP_LEASE_DURATION)."
     )
+
+    @field_validator("cloud_url")
+    @classmethod
+    def _no_token_in_cleartext(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// to a loopback address)")
+        if url.startswith("http://") and not is_loopback(url):
+            raise ValueError(
+                "plain http:// would send the API token in cleartext; use https://, or http:// only to "
+                "a loopback address such as the simulator on 127.0.0.1"
+            )
+        return url
 
     @model_validator(mode="after")
     def _identity_is_a_label_value(self) -> OperatorSettings:

@@ -3,13 +3,13 @@
 ``Backend`` is what reconcile code calls; ``CloudscaleClient`` implements it
 for the cloudscale.ch v1 API and for the embedded simulator
 (``lb_operator.simulator``), which speaks the same API. Errors are
-``Invalid`` (permanent), ``NotFound`` and ``Busy`` (retry later), all
+``Invalid`` (permanent), ``NotFound``, ``Busy`` and ``Unauthorized`` (retry later), all
 ``CloudError``. The request and answer models live in
 ``lb_operator.cloud.models``. See ``docs/backends.md``.
 """
 
 from lb_operator.cloud.cloudscale import CloudscaleClient
-from lb_operator.cloud.errors import Busy, CloudError, Invalid, NotFound
+from lb_operator.cloud.errors import Busy, CloudError, Invalid, NotFound, Unauthorized
 from lb_operator.cloud.protocol import Backend
 from lb_operator.cloud.settings import CloudscaleSettings
 
@@ -21,4 +21,5 @@ __all__ = [
     "CloudscaleSettings",
     "Invalid",
     "NotFound",
+    "Unauthorized",
 ]

@@ -9,8 +9,10 @@ from many tasks are safe.
 
 What the plain ``aiohttp`` call lacks and this adds: a bound on every
 request, the API's answers mapped onto ``Invalid`` / ``NotFound`` / ``Busy``
-with the API's own messages, deletes that succeed when the object is gone,
-and a token that never reaches a log line, an exception or a ``repr``.
+/ ``Unauthorized`` with the API's own messages, deletes that succeed when
+the object is gone, a token file that is re-read when the Secret behind it
+is rotated, and a token that never reaches a log line, an exception or a
+``repr``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import aiohttp
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from lb_operator import __version__
-from lb_operator.cloud.errors import Busy, CloudError, Invalid, NotFound
+from lb_operator.cloud.errors import Busy, CloudError, Invalid, NotFound, Unauthorized
 from lb_operator.cloud.models import (
     HealthMonitor,
     HealthMonitorSpec,
@@ -135,6 +137,8 @@ class CloudscaleClient:
         self._base = settings.base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._token: SecretStr | None = None
+        self._token_stamp: tuple[int, int, int] | None = None
+        self._token_checked_at = 0.0
 
     def __repr__(self) -> str:
         state = "open" if self._session is not None else "closed"
@@ -161,7 +165,9 @@ class CloudscaleClient:
         """Read the token and open the connection pool. Raises ``ValueError`` if there is no token."""
         if self._session is not None:
             raise RuntimeError("this CloudscaleClient is already open; share it instead of opening it again")
+        self._token_stamp = await asyncio.to_thread(self._settings.token_stamp)
         self._token = await asyncio.to_thread(self._settings.read_token)
+        self._token_checked_at = asyncio.get_running_loop().time()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._settings.connection_limit),
             headers={"Accept": "application/json", "User-Agent": f"lb-operator/{__version__}"},
@@ -188,6 +194,32 @@ class CloudscaleClient:
 
     # --- one request ---------------------------------------------------------------------------
 
+    async def _current_token(self, *, now: bool = False) -> SecretStr:
+        """The token, re-read from ``token_file`` when the file changed (checked every ``token_recheck`` s,
+        or ``now``). A file that cannot be read keeps the token in use, with a warning."""
+        token = self._token
+        if token is None:
+            raise RuntimeError("the CloudscaleClient is not open; use `async with` or await open() first")
+        loop = asyncio.get_running_loop()
+        if self._settings.token_file is None:
+            return token
+        if not now and loop.time() - self._token_checked_at < self._settings.token_recheck:
+            return token
+        self._token_checked_at = loop.time()
+        stamp = await asyncio.to_thread(self._settings.token_stamp)
+        if stamp is None or stamp == self._token_stamp:
+            return token
+        try:
+            fresh = await asyncio.to_thread(self._settings.read_token)
+        except ValueError as error:
+            logger.warning("keeping the API token in use: %s", error)
+            return token
+        if self._token is not None:  # not closed meanwhile
+            self._token, self._token_stamp = fresh, stamp
+            if fresh.get_secret_value() != token.get_secret_value():
+                logger.info("read a new API token from %s", self._settings.token_file)
+        return fresh
+
     async def _request(
         self,
         what: str,
@@ -197,11 +229,49 @@ class CloudscaleClient:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> Any:
-        """Send one request and return its decoded JSON (``None`` for an empty answer), or raise."""
-        session, token = self._session, self._token
-        if session is None or token is None:
-            raise RuntimeError("the CloudscaleClient is not open; use `async with` or await open() first")
+        """Send one request and return its decoded JSON (``None`` for an empty answer), or raise.
+
+        A refused token (401/403) is re-read from its file at once; if it
+        changed, the request is sent once more with the new one.
+        """
+        token = await self._current_token()
         operation = f"{what} ({method} {path})"
+        status, reason, payload = await self._send(operation, method, path, token, body, params)
+        if status in (401, 403):
+            fresh = await self._current_token(now=True)
+            if fresh.get_secret_value() != token.get_secret_value():
+                status, reason, payload = await self._send(operation, method, path, fresh, body, params)
+
+        if 200 <= status < 300:
+            if not payload.strip():
+                return None
+            try:
+                return json.loads(payload)
+            except ValueError:
+                raise CloudError(f"{operation} answered HTTP {status} with a body that is not JSON") from None
+        fields, detail = _read_error(payload)
+        if status == 404:
+            raise NotFound(operation, detail)
+        if status in _RETRIABLE or status >= 500:
+            said = "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items())
+            raise Busy(operation, detail or said or reason or "no reason given", status)
+        if status in (401, 403):
+            raise Unauthorized(operation, status, detail or reason or None)
+        raise Invalid(operation, status, fields, detail)
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        token: SecretStr,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+    ) -> tuple[int, str, bytes]:
+        """One HTTP exchange: status, reason and body; ``Busy`` when no complete answer came back."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("the CloudscaleClient is not open; use `async with` or await open() first")
         timeout = aiohttp.ClientTimeout(
             total=self._settings.request_timeout, sock_connect=self._settings.connect_timeout
         )
@@ -226,29 +296,7 @@ class CloudscaleClient:
         except aiohttp.ClientError as exc:
             raise Busy(operation, f"{type(exc).__name__}: {exc}") from None
         logger.debug("%s answered %d in %.3fs", operation, status, loop.time() - started)
-
-        if 200 <= status < 300:
-            if not payload.strip():
-                return None
-            try:
-                return json.loads(payload)
-            except ValueError:
-                raise CloudError(f"{operation} answered HTTP {status} with a body that is not JSON") from None
-        fields, detail = _read_error(payload)
-        if status == 404:
-            raise NotFound(operation, detail)
-        if status in _RETRIABLE or status >= 500:
-            said = "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items())
-            raise Busy(operation, detail or said or reason or "no reason given", status)
-        if status in (401, 403):
-            raise Invalid(
-                operation,
-                status,
-                fields,
-                f"the API token was not accepted ({detail or reason})",
-                advice="check the token (token_file / token_env) and that it may write",
-            )
-        raise Invalid(operation, status, fields, detail)
+        return status, reason, payload
 
     def _parse(self, what: str, model: type[M], data: Any) -> M:
         try:

@@ -1,7 +1,10 @@
 """One small exception hierarchy for every backend: what the caller should do decides the class.
 
-- ``Invalid`` — permanent: the request itself is wrong (or the token is).
-  Show the message to the user; retrying the same request cannot help.
+- ``Invalid`` — permanent: the request itself is wrong. Show the message to
+  the user; retrying the same request cannot help.
+- ``Unauthorized`` — the API did not accept the token (401/403). Not the
+  spec's fault and not permanent: a rotated Secret fixes it without any
+  change to the objects, so callers retry.
 - ``NotFound`` — the object (or its parent) does not exist.
 - ``Busy`` — transient: the load balancer is applying another change, the
   API failed (5xx), timed out, or could not be reached. Retry later.
@@ -49,6 +52,25 @@ class Invalid(CloudError):
             parts.insert(0, detail)
         said = "; ".join(parts) or "no reason given"
         super().__init__(f"{operation} was refused as invalid (HTTP {status}): {said}; {advice}")
+
+
+class Unauthorized(CloudError):
+    """The API refused the token (HTTP 401) or its rights (HTTP 403). Transient: fix the token, not the spec.
+
+    The client re-reads its token file before raising this, so once the
+    Secret holds a good token the next request goes through.
+    """
+
+    def __init__(self, operation: str, status: int, detail: str | None = None) -> None:
+        self.operation = operation
+        self.status = status
+        self.detail = detail
+        said = f": {detail}" if detail else ""
+        super().__init__(
+            f"{operation} was refused: the API token was not accepted (HTTP {status}{said}); "
+            "put a valid token with write access in the operator's Secret (token file or "
+            "CLOUDSCALE_API_TOKEN); it is re-read, and the objects recover by themselves"
+        )
 
 
 class NotFound(CloudError):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -54,17 +56,43 @@ class CloudscaleSettings(BaseModel):
     connection_limit: int = Field(
         default=10, ge=1, description="Connections the client keeps open to the API at most."
     )
+    token_recheck: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds: how often token_file is checked for a new token (a rotated Secret); "
+        "a refused token makes the client check at once.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> CloudscaleSettings:
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        if self.base_url.startswith("http://") and not is_loopback(self.base_url):
+            raise ValueError(
+                f"refusing to send the API token in cleartext to {urlsplit(self.base_url).hostname}: "
+                "use an https:// URL (plain http:// is allowed only to a loopback address, e.g. the "
+                "simulator on 127.0.0.1)"
+            )
         if self.connect_timeout > self.request_timeout:
             raise ValueError(
                 "need connect_timeout <= request_timeout, "
                 f"got {self.connect_timeout} > {self.request_timeout}"
             )
         return self
+
+    def token_stamp(self) -> tuple[int, int, int] | None:
+        """What tells a rewritten token file from the one read before (inode, size, mtime); blocking.
+
+        A mounted Secret is rotated by swapping a symlink: the inode changes.
+        ``None`` when there is no token file or it cannot be read now.
+        """
+        if self.token_file is None:
+            return None
+        try:
+            stat = self.token_file.stat()
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
     def read_token(self) -> SecretStr:
         """The token from the first configured source. Blocking (it may read a file): call it at start-up
@@ -90,3 +118,14 @@ class CloudscaleSettings(BaseModel):
         if not value:
             raise ValueError(f"no cloudscale API token in {source}; put the token there")
         return SecretStr(value)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` names this host: ``localhost``, 127.0.0.0/8 or ::1."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

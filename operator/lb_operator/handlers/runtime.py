@@ -75,7 +75,12 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
     api = await kubernetes_client()
     await until_our_kinds_are_served(api)
     cloud = CloudscaleClient(
-        CloudscaleSettings(base_url=settings.cloud_url, token_file=settings.cloud_token_file)
+        CloudscaleSettings(
+            base_url=settings.cloud_url,
+            token_file=settings.cloud_token_file,
+            request_timeout=settings.cloud_request_timeout,
+            connect_timeout=min(5.0, settings.cloud_request_timeout),
+        )
     )
     try:
         await cloud.open()

@@ -32,6 +32,7 @@ from lb_operator.settings import OperatorSettings
 logger = logging.getLogger(__name__)
 
 UID_TAG = "lboperator-uid"
+GLOBAL_KEY = "global"
 OBJECT_TAG = "lboperator-object"
 
 EventSink = Callable[[Resource, str, str, str], None]
@@ -138,6 +139,8 @@ async def serialized(
     if key is None or ctx.mutex is None:
         yield None
         return
+    if ctx.settings.global_lock:
+        key = GLOBAL_KEY  # the serial baseline of `make bench-e2e`
 
     async def on_wait(waiting: Waiting) -> None:
         ctx.events(

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from lb_operator.cloud import Busy, CloudError, CloudscaleClient, CloudscaleSettings, Invalid, NotFound
+from lb_operator.cloud import (
+    Busy,
+    CloudError,
+    CloudscaleClient,
+    CloudscaleSettings,
+    Invalid,
+    NotFound,
+    Unauthorized,
+)
 from lb_operator.cloud.models import LoadBalancerSpec, LoadBalancerUpdate, Pool, PoolUpdate
 from lb_operator.simulator import Simulator, SimulatorSettings
 
@@ -77,8 +85,8 @@ async def test_the_token_never_shows_in_repr_str_or_errors(
         try:
             await (
                 wrong.list_pools()
-            )  # Invalid (401): the wrong token is one character away from the right one
-        except Invalid as exc:
+            )  # Unauthorized (401): the wrong token is one character away from the right one
+        except Unauthorized as exc:
             errors.append(exc)
     async with CloudscaleClient(
         CloudscaleSettings(base_url="http://127.0.0.1:1/v1", token=SecretStr(token))
@@ -92,7 +100,7 @@ async def test_the_token_never_shows_in_repr_str_or_errors(
     except ValidationError as exc:
         errors.append(exc)
 
-    assert {type(error) for error in errors} == {NotFound, Invalid, Busy, ValidationError}
+    assert {type(error) for error in errors} == {NotFound, Invalid, Unauthorized, Busy, ValidationError}
     for error in errors:
         shown += [str(error), repr(error), "".join(traceback.format_exception(error))]
     leaks = [text for text in shown if token in text]

@@ -1,16 +1,25 @@
-"""Every error path of the client: what the API answers decides Invalid, NotFound or Busy."""
+"""Every error path of the client: what the API answers decides Invalid, NotFound, Busy or Unauthorized."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from lb_operator.cloud import Busy, CloudError, CloudscaleClient, CloudscaleSettings, Invalid, NotFound
+from lb_operator.cloud import (
+    Busy,
+    CloudError,
+    CloudscaleClient,
+    CloudscaleSettings,
+    Invalid,
+    NotFound,
+    Unauthorized,
+)
 from lb_operator.cloud.models import (
     HealthMonitorSpec,
     LoadBalancer,
@@ -156,14 +165,74 @@ async def test_an_unreachable_api_is_busy(token: str) -> None:
     assert caught.value.status is None
 
 
-async def test_a_refused_token_is_invalid(simulator: Simulator) -> None:
+async def test_a_refused_token_is_unauthorized_not_a_rejected_spec(simulator: Simulator) -> None:
     settings = CloudscaleSettings(base_url=simulator.url, token=SecretStr("wrong-token"))
     async with CloudscaleClient(settings) as cloud:
-        with pytest.raises(Invalid) as caught:
+        with pytest.raises(Unauthorized) as caught:
             await cloud.list_load_balancers()
+    assert not isinstance(caught.value, Invalid)  # the spec is not at fault: callers retry
     assert caught.value.status == 401
-    assert "the API token was not accepted (Invalid token.)" in str(caught.value)
+    assert "the API token was not accepted (HTTP 401: Invalid token.)" in str(caught.value)
     assert "wrong-token" not in str(caught.value)
+
+
+async def test_a_token_file_rewritten_after_a_refusal_is_used_at_once(
+    simulator: Simulator, token: str, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("revoked-token\n")
+    # A recheck interval of an hour: only the refusal can make the client look at the file again.
+    settings = CloudscaleSettings(base_url=simulator.url, token_file=token_file, token_recheck=3600)
+    async with CloudscaleClient(settings) as cloud:
+        with pytest.raises(Unauthorized):
+            await cloud.list_load_balancers()
+        replacement = tmp_path / "token.new"
+        replacement.write_text(f"{token}\n")
+        replacement.replace(token_file)  # as the kubelet rotates a Secret: a new file swapped in
+        assert await cloud.list_load_balancers() == []
+
+
+async def test_a_token_file_rewritten_while_the_old_token_works_is_picked_up_at_the_next_check(
+    token: str, tmp_path: Path
+) -> None:
+    settings = SimulatorSettings(latency=0, token=SecretStr(token))
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    async with Simulator(settings) as sim:
+        client_settings = CloudscaleSettings(base_url=sim.url, token_file=token_file, token_recheck=0.01)
+        async with CloudscaleClient(client_settings) as cloud:
+            await cloud.list_pools()
+            replacement = tmp_path / "token.new"
+            replacement.write_text("a-token-the-api-does-not-know")
+            replacement.replace(token_file)
+            with pytest.raises(Unauthorized):
+                await until_refused(cloud)
+
+
+async def until_refused(cloud: CloudscaleClient) -> None:
+    """Call until the client has picked up the new token (the recheck interval is 10 ms), at most 5 s."""
+    async with asyncio.timeout(5):
+        while True:
+            await cloud.list_pools()
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("url", ["http://api.cloudscale.ch/v1", "http://10.0.0.1:8080/v1"])
+def test_a_token_is_never_sent_in_cleartext_to_another_host(url: str) -> None:
+    with pytest.raises(ValueError, match="refusing to send the API token in cleartext"):
+        CloudscaleSettings(base_url=url, token=SecretStr("t"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://api.cloudscale.ch/v1", "http://127.0.0.1:8080/v1", "http://localhost/v1", "http://[::1]:80/v1"],
+)
+def test_https_anywhere_and_plain_http_to_this_host_are_accepted(url: str) -> None:
+    assert CloudscaleSettings(base_url=url, token=SecretStr("t")).base_url == url
+
+
+def test_the_default_is_the_real_api_over_https() -> None:
+    assert CloudscaleSettings().base_url == "https://api.cloudscale.ch/v1"
 
 
 async def test_a_cancelled_call_is_cancelled_not_busy(token: str) -> None:
