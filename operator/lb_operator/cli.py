@@ -87,7 +87,7 @@ def _run() -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = kopf.OperatorRegistry()
-    register(registry)
+    register(registry, settings)
     namespaces = settings.watch_namespaces
     asyncio.run(
         kopf.operator(registry=registry, clusterwide=not namespaces, namespaces=namespaces, standalone=True)

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -25,19 +26,25 @@ from typing import Any
 import kopf
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
-from lb_operator.cloud import Busy, CloudError, Invalid, NotFound
+from lb_operator.cloud import CloudError, Invalid, NotFound
 from lb_operator.handlers import status
 from lb_operator.handlers.runtime import close_context, open_context
 from lb_operator.mutex import HoldLost, LockTimeout
 from lb_operator.reconcile import engine
-from lb_operator.reconcile.engine import Context, ParentNotReady, family_key
+from lb_operator.reconcile.engine import Context, DeadlineExceeded, ParentNotReady, family_key
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
+from lb_operator.settings import OperatorSettings
 from lb_operator.sharding import SHARD_LABEL
 from lb_operator.sharding.drain import refuses
 from lb_operator.sharding.replica import Replica
 
 logger = logging.getLogger(__name__)
+
+
+PARENT_RETRY = 1.0
+"""Seconds before a child waiting for its parent looks again. Short: each attempt waits on the parent's
+watch itself (woken at once when it changes), so this only bridges the gap between attempts."""
 
 
 def _backoff(ctx: Context, retry: int) -> float:
@@ -95,20 +102,26 @@ async def on_change(
         await _reconcile(body, patch, retry, memo)
 
 
-async def _reconcile(body: Mapping[str, Any], patch: kopf.Patch, retry: int, memo: kopf.Memo) -> None:
+async def _reconcile(
+    body: Mapping[str, Any], patch: kopf.Patch, retry: int, memo: kopf.Memo, *, resync: bool = False
+) -> None:
     ctx: Context = memo["context"]
     obj = Resource.from_body(body)
     adapter = ADAPTERS[obj.kind]
     try:
-        outcome = await engine.reconcile(adapter, ctx, obj, _deadline(ctx))
+        outcome = await engine.reconcile(adapter, ctx, obj, _deadline(ctx), resync=resync)
     except ParentNotReady as error:
+        # Normal waiting: one Normal Event when it starts, INFO logs, and a quick look again
+        # (every attempt after the first waits for the parent's watch event itself).
+        if obj.reason("Ready") != "ParentNotReady":
+            post_event(obj, "Normal", "WaitingForParent", str(error))
         status.write(
             patch,
             obj,
             ready=(False, "ParentNotReady", str(error)),
             synced=(False, "ParentNotReady", str(error)),
         )
-        raise kopf.TemporaryError(str(error), delay=_backoff(ctx, retry)) from None
+        raise kopf.TemporaryError(str(error), delay=PARENT_RETRY) from None
     except Invalid as error:
         status.write(
             patch,
@@ -118,23 +131,28 @@ async def _reconcile(body: Mapping[str, Any], patch: kopf.Patch, retry: int, mem
         )
         post_event(obj, "Warning", "CloudRejected", str(error))
         raise kopf.PermanentError(f"the cloud rejected the spec: {error}") from None
-    except (Busy, LockTimeout, HoldLost, CloudError) as error:
+    except (CloudError, LockTimeout, HoldLost, DeadlineExceeded) as error:
         reason = type(error).__name__
+        if obj.reason("Synced") != reason:  # once per cause: a retry of the same problem stays quiet
+            logger.warning("%s: %s", obj.ref, error)
+            post_event(obj, "Warning", reason, str(error))
         status.write(patch, obj, ready=None, synced=(False, reason, str(error)))
-        post_event(obj, "Warning", reason, str(error))
         raise kopf.TemporaryError(str(error), delay=_backoff(ctx, retry)) from None
     except Exception as error:
         # Not Kopf's silent default (a retry in 60 s): say what happened, and retry with the back-off.
         message = _unexpected(obj, error)
         status.write(patch, obj, ready=None, synced=(False, "UnexpectedError", message))
         raise kopf.TemporaryError(message, delay=_backoff(ctx, retry)) from None
+    fresh: dict[str, Any] = {}
     status.write(
-        patch,
+        fresh,
         obj,
         ready=(outcome.ready, outcome.reason, outcome.message),
         synced=(True, "Reconciled", "the last reconciliation succeeded"),
         fields=outcome.status,
     )
+    if not resync or any(obj.status.get(key) != value for key, value in fresh["status"].items()):
+        patch.update(fresh)  # a drift check that found all as it was writes nothing
     if not outcome.ready:
         raise kopf.TemporaryError(outcome.message, delay=ctx.settings.ready_poll)
 
@@ -158,8 +176,10 @@ async def _delete(body: Mapping[str, Any], retry: int, memo: kopf.Memo) -> None:
     obj = Resource.from_body(body)
     try:
         await engine.delete(ADAPTERS[obj.kind], ctx, obj, _deadline(ctx))
-    except (CloudError, LockTimeout, HoldLost) as error:
-        post_event(obj, "Warning", f"DeleteFailed{type(error).__name__}", str(error))
+    except (CloudError, LockTimeout, HoldLost, DeadlineExceeded) as error:
+        if retry == 0:  # once per deletion: its retries say nothing new
+            logger.warning("%s: deleting: %s", obj.ref, error)
+            post_event(obj, "Warning", f"DeleteFailed{type(error).__name__}", str(error))
         raise kopf.TemporaryError(str(error), delay=_backoff(ctx, retry)) from None
     except Exception as error:
         raise kopf.TemporaryError(_unexpected(obj, error), delay=_backoff(ctx, retry)) from None
@@ -199,7 +219,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
-    settings.posting.level = logging.WARNING  # our own Events say what matters; Kopf's info lines would flood
+    settings.posting.loggers = False  # Events are our own (kopf.event), one per cause; never log lines
     settings.peering.standalone = True  # active-active replicas: Kopf peering would freeze equal peers
     context = await open_context(post_event)
     memo["context"] = context
@@ -233,8 +253,51 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
+async def on_resync(body: Mapping[str, Any], patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    """The periodic drift check: the cloud is read again and set back to the spec if it drifted.
+
+    Left alone: an object its change handler is still working on (Kopf keeps
+    that handler's progress in an annotation until it succeeds), and one whose
+    spec the cloud rejected (nothing changed that could fix it).
+    """
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if f"{GROUP}/reconcile" in annotations:
+        return
+    obj = Resource.from_body(body)
+    if obj.reason("Ready") == "CloudRejected" and obj.status.get("observedGeneration") == obj.generation:
+        return
+    replica: Replica | None = memo.get("replica")
+    if replica is not None and refuses(body):
+        return  # moving to another replica, which checks it from now on
+    async with _owned(memo, body):
+        await _reconcile(body, patch, int(kwargs.get("retry") or 0), memo, resync=True)
+
+
+class RetriesAreNotErrors(logging.Filter):
+    """Kopf logs every ``TemporaryError`` at ERROR ("Handler 'reconcile' failed temporarily: …").
+
+    These handlers raise it for normal waiting (a parent, a load balancer
+    being built) and for problems they have logged themselves, once per
+    cause, at WARNING. So Kopf's line is INFO: ERROR is left for what a
+    person should look at.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed temporarily" in str(record.msg):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     """Register every handler of every kind on ``registry``."""
+    objects_logger = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, RetriesAreNotErrors) for f in objects_logger.filters):
+        objects_logger.addFilter(RetriesAreNotErrors())
+
+    def first_resync(**_: Any) -> float:
+        """Each object's first drift check at a random point of the first interval: checks spread evenly."""
+        return random.uniform(0, settings.resync_interval)
+
     kopf.on.login(registry=registry)(login)
     kopf.on.startup(registry=registry)(on_startup)
     kopf.on.cleanup(registry=registry)(on_cleanup)
@@ -242,3 +305,12 @@ def register(registry: kopf.OperatorRegistry) -> None:
         for event in (kopf.on.create, kopf.on.update, kopf.on.resume):
             event(GROUP, VERSION, kind.plural, registry=registry, id="reconcile")(on_change)
         kopf.on.delete(GROUP, VERSION, kind.plural, registry=registry, id="delete")(on_delete)
+        kopf.timer(
+            GROUP,
+            VERSION,
+            kind.plural,
+            registry=registry,
+            id="resync",
+            interval=settings.resync_interval,
+            initial_delay=first_resync,
+        )(on_resync)

@@ -16,6 +16,7 @@ from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
 from lb_operator.mutex import LeaseMutex
 from lb_operator.reconcile.engine import Context
+from lb_operator.reconcile.parents import ParentWatch
 from lb_operator.reconcile.resources import Resource, ResourceReader
 from lb_operator.settings import OperatorSettings
 
@@ -101,12 +102,21 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
         settings.cloud_url,
         settings.namespace,
     )
+    parents = ParentWatch(api, settings.watch_namespaces)
+    parents.start()
     return Context(
-        cloud=cloud, mutex=mutex, settings=settings, resources=ResourceReader(api), events=events, api=api
+        cloud=cloud,
+        mutex=mutex,
+        settings=settings,
+        resources=ResourceReader(api),
+        events=events,
+        api=api,
+        parents=parents,
     )
 
 
 async def close_context(context: Context) -> None:
+    await context.parents.stop()
     if context.mutex is not None:
         await context.mutex.close()
     close = getattr(context.cloud, "close", None)

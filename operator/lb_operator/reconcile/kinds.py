@@ -39,6 +39,7 @@ from lb_operator.reconcile.engine import (
     family_of,
     wanted_tags,
 )
+from lb_operator.reconcile.parents import Ref
 from lb_operator.reconcile.resources import Resource
 
 U = TypeVar("U", bound=BaseModel)
@@ -91,6 +92,9 @@ class LoadBalancers:
 
     kind = "LoadBalancer"
 
+    def parent_ref(self, obj: Resource) -> Ref | None:
+        return None
+
     def lock_key(self, ctx: Context, obj: Resource, parent: Parent | None) -> str | None:
         return family_key(obj.namespace, obj.name)
 
@@ -142,6 +146,10 @@ class Pools:
     """LoadBalancerPool: every change locked on its load balancer."""
 
     kind = "LoadBalancerPool"
+
+    def parent_ref(self, obj: Resource) -> Ref | None:
+        ref = obj.spec.get("loadBalancerRef")
+        return ("LoadBalancer", obj.namespace, str(ref["name"])) if ref else None
 
     def lock_key(self, ctx: Context, obj: Resource, parent: Parent | None) -> str | None:
         if parent is None or ctx.settings.scope_of(self.kind) == "none":
@@ -198,6 +206,10 @@ class _PoolChild:
 
     kind = ""
 
+    def parent_ref(self, obj: Resource) -> Ref | None:
+        ref = obj.spec.get("poolRef")
+        return ("LoadBalancerPool", obj.namespace, str(ref["name"])) if ref else None
+
     def lock_key(self, ctx: Context, obj: Resource, parent: Parent | None) -> str | None:
         scope = ctx.settings.scope_of(self.kind)
         if parent is None or scope == "none":
@@ -243,9 +255,12 @@ class Members(_PoolChild):
         if parent is None or parent.pool is None:
             return None
         pool = parent.pool
-        return await find_own(
-            obj, lambda uuid: ctx.cloud.get_member(pool, uuid), partial(ctx.cloud.list_members, pool)
-        )
+        try:
+            return await find_own(
+                obj, lambda uuid: ctx.cloud.get_member(pool, uuid), partial(ctx.cloud.list_members, pool)
+            )
+        except NotFound:
+            raise ParentNotReady(f"pool {pool} is gone from the cloud") from None
 
     async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> Member:
         pool = _pool_of(parent)

@@ -53,6 +53,11 @@ class Resource:
     def cloud_name(self) -> str:
         return str(self.spec.get("cloudName") or f"{self.namespace}-{self.name}")
 
+    def reason(self, condition: str) -> str | None:
+        """The reason of ``condition`` (e.g. ``Ready``) as the status has it now; ``None`` without one."""
+        found = next((c for c in self.status.get("conditions") or [] if c.get("type") == condition), None)
+        return str(found.get("reason")) if found else None
+
     def is_ready(self) -> bool:
         return any(
             c.get("type") == "Ready" and c.get("status") == "True"

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,20 +24,6 @@ from lb_operator.testing.processes import SIMULATOR_TOKEN
 RECONCILE_WORKER = Path(__file__).with_name("reconcile_worker.py")
 FLEET = (5, 4, 3)  # load balancers, pools per LB, members per pool (+ a listener and a monitor per pool)
 FLEET_SIZE = 5 * (1 + 4 * (1 + 3 + 2))  # 125 objects
-
-
-@pytest.fixture
-def ns(crds: Cluster) -> str:
-    name = f"op-{uuid.uuid4().hex[:6]}"
-    assert crds.kubectl("create", "namespace", name).returncode == 0
-    return name
-
-
-@pytest.fixture
-def simulator(logs: Path) -> Iterator[Simulator]:
-    sim = Simulator(logs / "simulator.log", latency=0.05, lb_ready_delay=0.5)
-    yield sim
-    sim.stop()
 
 
 def _start(crds: Cluster, simulator: Simulator, logs: Path, namespace: str, **settings: Any) -> Operator:

@@ -1,0 +1,113 @@
+"""Wake a child the moment its parent changes, instead of letting it poll with back-off.
+
+One watch per parent kind (LoadBalancer, LoadBalancerPool) and watched
+namespace, shared by every handler of the process. Every replica watches
+every parent — a few objects per load balancer — so a child waiting on a
+parent another replica owns is woken too.
+
+This is a wake-up, not a cache: a woken child reads its parent again from
+the API server, so a missed or duplicated event can only cost time (the
+wait ends at its deadline anyway), never correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from kubernetes.aio import client
+
+from lb_operator.sharding.streams import follow_forever, scopes
+
+logger = logging.getLogger(__name__)
+
+PARENT_KINDS = {"LoadBalancer": "loadbalancers", "LoadBalancerPool": "loadbalancerpools"}
+
+Ref = tuple[str, str, str]
+"""(kind, namespace, name) of a parent object."""
+
+
+class ParentWatch:
+    """Who waits for which parent, and the watches that wake them."""
+
+    def __init__(self, api: client.ApiClient | None, namespaces: list[str]) -> None:
+        self._objects = client.CustomObjectsApi(api) if api is not None else None
+        self._namespaces = namespaces
+        self._waiting: dict[Ref, asyncio.Event] = {}  # only refs someone waits on: bounded by waiters
+        self._users: dict[Ref, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.wakes = 0
+
+    def start(self) -> None:
+        if self._objects is None:
+            return
+        for kind, plural in PARENT_KINDS.items():
+            for namespace in scopes(self._namespaces):
+                task = asyncio.create_task(
+                    follow_forever(
+                        self._objects,
+                        plural,
+                        namespace,
+                        functools.partial(self._on_event, kind),
+                        on_gap=self.wake_all,
+                    ),
+                    name=f"parent watch {plural} {namespace or '*'}",
+                )
+                self._tasks.append(task)
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _on_event(self, kind: str, type_: str, body: dict[str, Any]) -> None:
+        metadata = body.get("metadata") or {}
+        self.wake((kind, str(metadata.get("namespace", "")), str(metadata.get("name", ""))))
+
+    def wake(self, ref: Ref) -> None:
+        """Wake everyone waiting on ``ref`` (it changed: it may be Ready now, or have a new cloud UUID)."""
+        event = self._waiting.pop(ref, None)
+        if event is not None:
+            self.wakes += 1
+            event.set()
+
+    def wake_all(self) -> None:
+        """The watch broke and events may be lost: every waiter looks again."""
+        waiting, self._waiting = self._waiting, {}
+        for event in waiting.values():
+            event.set()
+
+    @contextlib.contextmanager
+    def expecting(self, ref: Ref) -> Iterator[asyncio.Event]:
+        """Register interest in ``ref`` *before* reading it; the event is set when ``ref`` changes.
+
+        Registering first means a change between the read and the wait is
+        never lost. With no API (unit tests of the flow) the event never fires.
+        """
+        event = self._waiting.setdefault(ref, asyncio.Event())
+        self._users[ref] = self._users.get(ref, 0) + 1
+        try:
+            yield event
+        finally:
+            self._users[ref] -= 1
+            if self._users[ref] == 0:
+                del self._users[ref]
+                if self._waiting.get(ref) is event:
+                    del self._waiting[ref]
+
+
+async def until_set(event: asyncio.Event, deadline: float) -> bool:
+    """Wait for ``event`` until ``deadline`` (event-loop time); ``True`` if it was set. Cancellable."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

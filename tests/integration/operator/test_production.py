@@ -1,0 +1,193 @@
+"""What months in production need: drift set back, honest errors, quiet Events, prompt children, deadlines."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from operator_harness import Operator, Simulator, is_ready, objects, wait_for
+
+from lb_operator.testing import Cluster
+from lb_operator.testing.fleet import fleet, to_yaml
+from lb_operator.testing.processes import SIMULATOR_TOKEN
+
+
+def _apply(cluster: Cluster, manifests: list[dict[str, Any]]) -> None:
+    applied = cluster.kubectl("apply", "-f", "-", input=to_yaml(manifests), timeout=120)
+    assert applied.returncode == 0, applied.stderr
+
+
+def _all_ready(cluster: Cluster, namespace: str, count: int) -> bool:
+    found = objects(cluster, namespace)
+    return len(found) == count and all(
+        is_ready(o) and o["status"].get("observedGeneration") == o["metadata"]["generation"] for o in found
+    )
+
+
+def _cloud(simulator: Simulator, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Call the cloud API directly, as someone in the cloud console would: behind the operator's back."""
+    request = urllib.request.Request(
+        f"{simulator.url}/{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {SIMULATOR_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw.strip() else None
+
+
+def _events(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    listed = cluster.kubectl("get", "events", "-n", namespace, "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    items: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
+    return items
+
+
+def _by_name(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objects(cluster, namespace)}
+
+
+def test_drift_in_the_cloud_is_set_back_and_reported(
+    crds: Cluster, ns: str, simulator: Simulator, logs: Path
+) -> None:
+    operator = Operator(crds, simulator, logs / "operator.log", ns, resync_interval=1)
+    try:
+        manifests = fleet(ns, 1, 1, 2)
+        _apply(crds, manifests)
+        wait_for("the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120)
+        before = _by_name(crds, ns)
+
+        # 1. A member edited in the console.
+        member = before["lb0-pool0-m0"]["status"]
+        path = f"load-balancers/pools/{member['poolUUID']}/members/{member['uuid']}"
+        _cloud(simulator, "PATCH", path, {"name": "edited", "enabled": False})
+        edited = time.monotonic()
+        wait_for(
+            "the member to be set back",
+            lambda: (lambda m: m["name"] == f"{ns}-lb0-pool0-m0" and m["enabled"])(
+                _cloud(simulator, "GET", path)
+            ),
+            30,
+        )
+        print(f"drift detected and corrected after {time.monotonic() - edited:.1f}s (resync interval 1s)")
+        reasons = {(e["involvedObject"]["name"], e["reason"]) for e in _events(crds, ns)}
+        assert ("lb0-pool0-m0", "DriftCorrected") in reasons
+
+        # 2. The whole load balancer deleted in the console: it and its tree come back, under the new one.
+        old_lb = before["lb0"]["status"]["uuid"]
+        _cloud(simulator, "DELETE", f"load-balancers/{old_lb}")
+
+        def tree_rebuilt() -> bool:
+            now = _by_name(crds, ns)
+            lb = now["lb0"]["status"].get("uuid")
+            if lb in (None, old_lb) or not _all_ready(crds, ns, len(manifests)):
+                return False
+            children = [o for name, o in now.items() if name != "lb0"]
+            return all(o["status"].get("loadBalancerUUID") == lb for o in children)
+
+        wait_for("the tree to be re-created under a new load balancer", tree_rebuilt, 90)
+        assert simulator.stats()["objects"] == {
+            "load_balancers": 1,
+            "pools": 1,
+            "members": 2,
+            "listeners": 1,
+            "health_monitors": 1,
+        }
+        assert simulator.stats()["overlaps"] == 0
+        # 3. Observed fields are refreshed: the members were made before their monitor, and now see it.
+        assert {
+            o["status"]["monitorStatus"] for o in objects(crds, ns) if "monitorStatus" in o["status"]
+        } == {"up"}
+    finally:
+        operator.stop()
+
+
+def test_a_refused_token_is_reported_and_the_objects_recover_once_it_is_replaced(
+    crds: Cluster, ns: str, simulator: Simulator, logs: Path, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("a-revoked-token")
+    operator = Operator(crds, simulator, logs / "operator.log", ns, cloud_token_file=token_file)
+    try:
+        manifests = fleet(ns, 1, 1, 1)
+        _apply(crds, manifests)
+
+        def lb_unauthorized() -> bool:
+            conditions = _by_name(crds, ns)["lb0"].get("status", {}).get("conditions", [])
+            return any(c["type"] == "Synced" and c["reason"] == "Unauthorized" for c in conditions)
+
+        wait_for("the load balancer to report Unauthorized", lb_unauthorized, 60)
+        assert "a-revoked-token" not in json.dumps(_events(crds, ns))
+        replacement = tmp_path / "token.new"
+        replacement.write_text(SIMULATOR_TOKEN)
+        replacement.replace(token_file)  # as the kubelet rotates a mounted Secret
+        wait_for(
+            "the fleet to be Ready with the new token", lambda: _all_ready(crds, ns, len(manifests)), 120
+        )
+    finally:
+        operator.stop()
+    assert "a-revoked-token" not in (logs / "operator.log").read_text()
+
+
+def test_children_start_when_their_parent_is_ready_not_at_their_next_retry(
+    crds: Cluster, ns: str, simulator: Simulator, logs: Path
+) -> None:
+    # Retries and readiness polls 5 minutes apart: only a wake-up can make this fleet Ready in time.
+    slow = {"retry_delay": 300, "retry_delay_max": 300, "ready_poll": 300}
+    operator = Operator(crds, simulator, logs / "operator.log", ns, **slow)
+    try:
+        manifests = fleet(ns, 1, 2, 2)
+        _apply(crds, manifests[1:])  # children first: they must wait
+        wait_for(
+            "the pools to wait for their load balancer",
+            lambda: (
+                all(
+                    any(
+                        c.get("reason") == "ParentNotReady" for c in o.get("status", {}).get("conditions", [])
+                    )
+                    for o in objects(crds, ns)
+                    if o["kind"] == "LoadBalancerPool"
+                )
+                and len(objects(crds, ns)) == len(manifests) - 1
+            ),
+            60,
+        )
+        _apply(crds, manifests[:1])
+        wait_for("the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120)
+    finally:
+        operator.stop()
+
+
+def test_normal_waiting_is_quiet_in_events_and_logs(
+    crds: Cluster, ns: str, simulator: Simulator, logs: Path
+) -> None:
+    operator = Operator(crds, simulator, logs / "operator.log", ns)
+    try:
+        manifests = fleet(ns, 2, 2, 2)
+        _apply(crds, manifests)  # children race their parents: plenty of waiting
+        wait_for("the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 180)
+    finally:
+        operator.stop()
+    events = _events(crds, ns)
+    per_object = Counter(e["involvedObject"]["name"] for e in events)
+    print(f"{len(events)} Events for {len(manifests)} objects; most on one: {per_object.most_common(3)}")
+    print(Counter(e["reason"] for e in events))
+    warnings = [
+        (e["involvedObject"]["name"], e["reason"], e["message"]) for e in events if e["type"] != "Normal"
+    ]
+    assert warnings == [], "a clean run gives a person nothing to look at"
+    repeated = [
+        (e["involvedObject"]["name"], e["reason"], e["count"])
+        for e in events
+        if e["reason"] == "WaitingForParent" and e.get("count", 1) > 1
+    ]
+    waits = Counter(e["involvedObject"]["name"] for e in events if e["reason"] == "WaitingForParent")
+    assert repeated == [], "one Event per wait, not one per retry"
+    assert max(waits.values(), default=0) <= 1, waits
+    errors = [line for line in (logs / "operator.log").read_text().splitlines() if " ERROR " in line]
+    assert errors == [], errors[:5]

@@ -1,0 +1,161 @@
+"""The reconcile flow against the simulator, in process: deadlines, settling, a parent gone, drift.
+
+No Kubernetes here: parents are read through a small fake reader (the API
+server cannot be made to return a stale parent on purpose), and locking is
+off (the integration tests cover the Lease mutex with the flow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
+from lb_operator.cloud.models import LoadBalancerSpec, MemberUpdate
+from lb_operator.reconcile import engine
+from lb_operator.reconcile.engine import Context, ParentNotReady
+from lb_operator.reconcile.kinds import ADAPTERS
+from lb_operator.reconcile.resources import Resource
+from lb_operator.settings import OperatorSettings
+from lb_operator.simulator import Simulator, SimulatorSettings
+
+TOKEN = "flow-token"
+READY = {"conditions": [{"type": "Ready", "status": "True"}]}
+
+
+@dataclass
+class Parents:
+    """A reader of parent objects that answers what the test put in."""
+
+    objects: dict[tuple[str, str, str], Resource] = field(default_factory=dict)
+
+    async def get(self, kind: str, namespace: str, name: str) -> Resource | None:
+        return self.objects.get((kind, namespace, name))
+
+
+def resource(
+    kind: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any] | None = None
+) -> Resource:
+    return Resource(kind, "shop", name, f"uid-{name}", 1, dict(spec), dict(status or {}))
+
+
+@dataclass
+class Flow:
+    sim: Simulator
+    cloud: CloudscaleClient
+    parents: Parents
+    ctx: Context
+    events: list[tuple[str, str, str]]
+
+    def deadline(self, seconds: float) -> float:
+        return asyncio.get_running_loop().time() + seconds
+
+    async def reconcile(self, obj: Resource, seconds: float = 10, resync: bool = False) -> engine.Outcome:
+        return await engine.reconcile(
+            ADAPTERS[obj.kind], self.ctx, obj, self.deadline(seconds), resync=resync
+        )
+
+    async def running_lb(self, name: str = "web") -> Resource:
+        """A LoadBalancer object, made and Ready, registered as a parent."""
+        obj = resource("LoadBalancer", name, {"zone": "lpg1"})
+        outcome = await self.reconcile(obj)
+        assert outcome.ready
+        ready = resource("LoadBalancer", name, obj.spec, {**outcome.status, **READY})
+        self.parents.objects[("LoadBalancer", "shop", name)] = ready
+        return ready
+
+
+@pytest.fixture
+async def flow() -> AsyncIterator[Flow]:
+    sim_settings = SimulatorSettings(latency=0.02, lb_ready_delay=0.3, token=SecretStr(TOKEN))
+    async with Simulator(sim_settings) as sim:
+        cloud_settings = CloudscaleSettings(base_url=sim.url, token=SecretStr(TOKEN), request_timeout=30)
+        async with CloudscaleClient(cloud_settings) as cloud:
+            parents = Parents()
+            events: list[tuple[str, str, str]] = []
+            settings = OperatorSettings(cloud_url=sim.url, locking=False, sharding=False, ready_poll=0.1)
+            ctx = Context(
+                cloud=cloud,
+                mutex=None,
+                settings=settings,
+                resources=parents,  # type: ignore[arg-type]  # duck-typed reader of parents
+                events=lambda obj, type_, reason, message: events.append((obj.name, reason, message)),
+            )
+            yield Flow(sim, cloud, parents, ctx, events)
+
+
+async def test_a_new_load_balancer_is_ready_in_the_attempt_that_made_it(flow: Flow) -> None:
+    outcome = await flow.reconcile(resource("LoadBalancer", "web", {"zone": "lpg1"}))
+    assert outcome.ready, outcome  # waited under the lock until `running`: its children can start now
+    assert outcome.status["cloudStatus"] == "running"
+
+
+async def test_a_child_is_not_sent_while_its_load_balancer_is_changing(flow: Flow) -> None:
+    made = await flow.cloud.create_load_balancer(LoadBalancerSpec(name="busy", zone="lpg1"))
+    # The Kubernetes object already says Ready (stale): the cloud still builds the load balancer.
+    flow.parents.objects[("LoadBalancer", "shop", "busy")] = resource(
+        "LoadBalancer", "busy", {"zone": "lpg1"}, {"uuid": made.uuid, **READY}
+    )
+    pool = resource(
+        "LoadBalancerPool",
+        "p",
+        {"loadBalancerRef": {"name": "busy"}, "algorithm": "round_robin", "protocol": "tcp"},
+    )
+    outcome = await flow.reconcile(pool)
+    assert outcome.ready
+    assert flow.sim.stats()["overlaps"] == 0  # it waited for `running` instead of colliding (409)
+
+
+async def test_a_creation_the_cloud_refuses_for_a_missing_parent_waits_instead_of_failing_for_good(
+    flow: Flow,
+) -> None:
+    lb = await flow.running_lb()
+    await flow.cloud.delete_load_balancer(str(lb.status["uuid"]))  # gone behind the operator's back
+    pool = resource(
+        "LoadBalancerPool",
+        "p",
+        {"loadBalancerRef": {"name": "web"}, "algorithm": "round_robin", "protocol": "tcp"},
+    )
+    with pytest.raises(ParentNotReady, match="parent is gone"):
+        await flow.reconcile(pool, seconds=2)
+
+
+async def test_a_drifted_member_is_set_back_and_reported(flow: Flow) -> None:
+    await flow.running_lb()
+    pool_spec = {"loadBalancerRef": {"name": "web"}, "algorithm": "round_robin", "protocol": "tcp"}
+    made = await flow.reconcile(resource("LoadBalancerPool", "p", pool_spec))
+    flow.parents.objects[("LoadBalancerPool", "shop", "p")] = resource(
+        "LoadBalancerPool", "p", pool_spec, {**made.status, **READY}
+    )
+    spec = {"poolRef": {"name": "p"}, "address": "10.0.0.1", "protocolPort": 80, "subnetUUID": SUBNET}
+    member = await flow.reconcile(resource("LoadBalancerPoolMember", "m", spec))
+    pool, uuid = str(made.status["uuid"]), str(member.status["uuid"])
+    await flow.cloud.update_member(pool, uuid, MemberUpdate(name="edited-in-the-console", enabled=False))
+
+    again = await flow.reconcile(resource("LoadBalancerPoolMember", "m", spec, member.status), resync=True)
+
+    current = await flow.cloud.get_member(pool, uuid)
+    assert (current.name, current.enabled) == ("shop-m", True)
+    assert again.status["uuid"] == uuid
+    assert (
+        "m",
+        "DriftCorrected",
+        "the cloud differed from the spec in: enabled, name; set back",
+    ) in flow.events
+
+
+async def test_in_sync_the_drift_check_changes_nothing(flow: Flow) -> None:
+    lb = await flow.running_lb()
+    before = flow.sim.stats()["mutations"]
+    outcome = await flow.reconcile(resource("LoadBalancer", "web", {"zone": "lpg1"}, lb.status), resync=True)
+    assert outcome.ready
+    assert flow.sim.stats()["mutations"] == before
+    assert not [e for e in flow.events if e[1] == "DriftCorrected"]
+
+
+SUBNET = "0b0a8d4c-44b8-4c6f-8c3e-1d2f3a4b5c6d"
