@@ -120,6 +120,12 @@ def _add_simulator(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     sim.add_argument("--state", metavar="FILE", help="JSON file that keeps the state across restarts")
     sim.add_argument("--fault-500", type=float, default=0.0, metavar="P", help="probability of a 500")
     sim.add_argument("--fault-hang", type=float, default=0.0, metavar="P", help="probability of a hang")
+    sim.add_argument(
+        "--fault-methods",
+        default="",
+        metavar="METHODS",
+        help="comma-separated HTTP methods the faults apply to, e.g. PATCH,DELETE (default: all)",
+    )
     sim.add_argument("--seed", type=int, help="seed of the fault dice (default: random)")
     sim.add_argument("--token", help="bearer token every request must carry (default: none)")
 
@@ -140,6 +146,7 @@ def _simulator(args: argparse.Namespace) -> int:
             state_file=args.state,
             fault_500=args.fault_500,
             fault_hang=args.fault_hang,
+            fault_methods=tuple(m.strip().upper() for m in args.fault_methods.split(",") if m.strip()),
             seed=args.seed,
             token=args.token,
         )

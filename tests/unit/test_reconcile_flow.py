@@ -18,11 +18,12 @@ from pydantic import SecretStr
 from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
 from lb_operator.cloud.models import LoadBalancerSpec, MemberUpdate
 from lb_operator.reconcile import engine
-from lb_operator.reconcile.engine import Context, ParentNotReady
+from lb_operator.reconcile.engine import Context, DeadlineExceeded, ParentNotReady
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
 from lb_operator.settings import OperatorSettings
 from lb_operator.simulator import Simulator, SimulatorSettings
+from lb_operator.simulator.gate import Change
 
 TOKEN = "flow-token"
 READY = {"conditions": [{"type": "Ready", "status": "True"}]}
@@ -125,6 +126,18 @@ async def test_a_creation_the_cloud_refuses_for_a_missing_parent_waits_instead_o
         await flow.reconcile(pool, seconds=2)
 
 
+async def test_a_hung_request_ends_with_the_attempts_deadline(flow: Flow) -> None:
+    lb = await flow.running_lb()
+    flow.sim.faults.configure(fault_hang=1.0, methods=["PATCH"])
+    renamed = resource("LoadBalancer", "web", {"zone": "lpg1", "cloudName": "renamed"}, lb.status)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(DeadlineExceeded, match="changing the LoadBalancer"):
+        await flow.reconcile(renamed, seconds=1.0)
+    # The client's own bound is 30 s and the hang 30 s: only the attempt's deadline can have ended it.
+    assert loop.time() - started < 10
+
+
 async def test_a_drifted_member_is_set_back_and_reported(flow: Flow) -> None:
     await flow.running_lb()
     pool_spec = {"loadBalancerRef": {"name": "web"}, "algorithm": "round_robin", "protocol": "tcp"}
@@ -159,3 +172,17 @@ async def test_in_sync_the_drift_check_changes_nothing(flow: Flow) -> None:
 
 
 SUBNET = "0b0a8d4c-44b8-4c6f-8c3e-1d2f3a4b5c6d"
+
+
+async def test_a_built_load_balancer_stays_ready_while_a_change_under_it_is_applied(flow: Flow) -> None:
+    lb = await flow.running_lb()
+    uuid = str(lb.status["uuid"])
+    change = Change(uuid, "pool", "create", None, arrived=asyncio.get_running_loop().time())
+    await flow.sim.gate.enter(change)  # a change under the load balancer is being applied
+    try:
+        assert (await flow.cloud.get_load_balancer(uuid)).status == "changing"
+        outcome = await flow.reconcile(lb, resync=True)
+    finally:
+        flow.sim.gate.leave(change, "ok")
+    assert outcome.ready, outcome  # not `Provisioning`: its children must not stop
+    assert outcome.status["cloudStatus"] == "changing"

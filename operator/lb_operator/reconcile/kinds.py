@@ -135,7 +135,10 @@ class LoadBalancers:
                 {"address": v.address, "subnetUUID": v.subnet.uuid} for v in current.vip_addresses
             ],
         }
-        if current.status == "running":
+        # `changing` is the build of a new load balancer, but also any later change under a built one,
+        # which keeps serving meanwhile: that must not make it (and so its children) not Ready.
+        built = obj.is_ready() and obj.status.get("uuid") == current.uuid
+        if current.status == "running" or (current.status == "changing" and built):
             return Outcome(status, True, *IN_SYNC)
         return Outcome(
             status, False, "Provisioning", f"the cloud is building the load balancer ({current.status})"

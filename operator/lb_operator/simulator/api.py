@@ -4,7 +4,8 @@
 - ``POST`` → 201 + the object; ``PATCH`` → 204; ``DELETE`` → 204.
 - Invalid body → 400 ``{field: [messages]}``; unknown object → 404 ``{"detail": ...}``;
   a change while another one holds the load balancer → 409 ``{"detail": ...}``.
-- ``/debug/stats`` and ``/debug/log`` are the simulator's own (not cloudscale's).
+- A load balancer reads ``status: "changing"`` while any change under it is in flight.
+- ``/debug/stats``, ``/debug/log`` and ``/debug/faults`` are the simulator's own (not cloudscale's).
 
 Middlewares, outermost first: errors as JSON, bearer token, fault injection.
 """
@@ -16,11 +17,12 @@ import contextlib
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from lb_operator.simulator.faults import FaultsInvalid
 from lb_operator.simulator.gate import Change, Overlap
 from lb_operator.simulator.store import PATHS, Kind, new_uuid
 from lb_operator.simulator.validation import (
@@ -105,6 +107,8 @@ class SimulatedAPI:
             app.router.add_delete(one, self._delete(kind))
         app.router.add_get("/debug/stats", self.stats)
         app.router.add_get("/debug/log", self.log)
+        app.router.add_get("/debug/faults", self.faults)
+        app.router.add_put("/debug/faults", self.set_faults)
         return app
 
     # --- middlewares -------------------------------------------------------------------------
@@ -125,18 +129,22 @@ class SimulatedAPI:
 
     @web.middleware
     async def inject_faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Count API requests, and fail or hang some of them as the fault settings say."""
+        """Count API requests, and fail or hang some of them as the fault settings say.
+
+        Only ``/v1/`` requests: ``/debug/faults`` must answer even when every request fails.
+        """
         if not request.path.startswith("/v1/"):
             return await handler(request)
         self.sim.requests += 1
-        fault = self.sim.faults.draw()
+        faults = self.sim.faults
+        fault, hang_seconds = faults.draw(request.method), faults.hang_seconds
         self.sim.notify()
         if fault == "500":
             raise Refusal(500, {"detail": "Internal server error (injected fault)."})
         if fault == "hang":
             # Bounded, and cut short when the simulator stops, so shutdown never waits for it.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.sim.stopping.wait(), self.settings.hang_seconds)
+                await asyncio.wait_for(self.sim.stopping.wait(), hang_seconds)
             raise Refusal(504, {"detail": "Gateway timeout (injected fault: the request hung)."})
         return await handler(request)
 
@@ -158,19 +166,32 @@ class SimulatedAPI:
             raise Refusal(404, NOT_FOUND)
         return pool
 
+    def _render(self, base: str, kind: Kind, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The answer for ``record``; a load balancer reads ``changing`` while any change holds it.
+
+        cloudscale shows a load balancer as ``changing`` while it applies a
+        change to it or to anything under it. Only the build's ``changing`` is
+        stored; this one is added on the way out, so it never reaches the
+        state file.
+        """
+        body = self.store.render(base, kind, record)
+        if kind == "load_balancer" and self.gate.busy(record["uuid"]):
+            body["status"] = "changing"
+        return body
+
     def _list(self, kind: Kind) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
             pool = self._pool_in_path(request) if kind == "member" else None
             tags = {key[4:]: value for key, value in request.query.items() if key.startswith("tag:")}
             base = self._base(request)
-            found = [self.store.render(base, kind, record) for record in self.store.find(kind, tags, pool)]
+            found = [self._render(base, kind, record) for record in self.store.find(kind, tags, pool)]
             return web.json_response(found)
 
         return handler
 
     def _get(self, kind: Kind) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
-            return web.json_response(self.store.render(self._base(request), kind, self._find(kind, request)))
+            return web.json_response(self._render(self._base(request), kind, self._find(kind, request)))
 
         return handler
 
@@ -181,6 +202,26 @@ class SimulatedAPI:
     async def log(self, request: web.Request) -> web.StreamResponse:
         """``GET /debug/log``: every finished or rejected change, oldest first."""
         return web.json_response([change.as_dict() for change in self.gate.log])
+
+    async def faults(self, request: web.Request) -> web.StreamResponse:
+        """``GET /debug/faults``: the fault settings in force."""
+        return web.json_response(self.sim.faults.settings())
+
+    async def set_faults(self, request: web.Request) -> web.StreamResponse:
+        """``PUT /debug/faults``: change the given fault settings, keep the others; 200 + all of them.
+
+        Body: ``{"fault_500", "fault_hang", "hang_seconds", "methods"}``, all
+        optional. Invalid values → 400 ``{field: [messages]}`` and nothing changes.
+        """
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise Refusal(400, {"non_field_errors": ["Expected a JSON object of fault settings."]})
+        try:
+            settings = self.sim.faults.configure(**body)
+        except FaultsInvalid as invalid:
+            raise Refusal(400, invalid.errors) from None
+        logger.info("faults set: %s", settings)
+        return web.json_response(settings)
 
     # --- changing ----------------------------------------------------------------------------
 
@@ -272,7 +313,7 @@ class SimulatedAPI:
             def apply() -> tuple[web.StreamResponse, bool]:
                 check()
                 record = self.store.create(kind, values, uuid, pool)
-                body = self.store.render(base, kind, record)
+                body = self._render(base, kind, record)
                 return web.json_response(body, status=201), kind == "load_balancer"
 
             return await self._change(self._arrival(load_balancer, kind, "create", uuid), apply)

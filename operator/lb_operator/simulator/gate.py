@@ -9,7 +9,8 @@ overlap counter is the test oracle: with a correct operator it stays 0.
 A change *holds* its load balancer from the moment it starts until it is
 done — for a new load balancer, until it is ``running``. A change that
 arrives meanwhile is an overlap: in ``reject`` mode it is refused
-(``Overlap``), in ``serialize`` mode it waits its turn (FIFO).
+(``Overlap``), in ``serialize`` mode it waits its turn (FIFO). While it is
+``busy``, the API shows the load balancer as ``changing``, as cloudscale does.
 """
 
 from __future__ import annotations
@@ -79,6 +80,15 @@ class ChangeGate:
         self._holders: dict[str, Change] = {}
         self._on_change = on_change
 
+    def busy(self, load_balancer: str) -> bool:
+        """Whether a change holds ``load_balancer`` or queues for it: the API shows it as ``changing``.
+
+        Queued changes count (a woken waiter may not have taken the lock
+        yet), so in ``serialize`` mode it stays busy from the first change of
+        a queue to the end of the last.
+        """
+        return self._users[load_balancer] > 0
+
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
@@ -88,8 +98,7 @@ class ChangeGate:
         Every ``enter`` that returns must be paired with one ``leave``.
         """
         key = change.load_balancer
-        # Busy = someone holds it or queues for it (a woken waiter may not have taken the lock yet).
-        waiting = self._users[key] > 0
+        waiting = self.busy(key)
         if waiting:
             self.overlaps += 1
             self.overlaps_by_load_balancer[key] += 1

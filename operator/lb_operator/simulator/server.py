@@ -38,7 +38,13 @@ class Simulator:
         self.settings = settings or SimulatorSettings()
         self.store = Store()
         self.gate = ChangeGate(self.settings.mode, self.settings.log_limit, on_change=self.notify)
-        self.faults = FaultInjector(self.settings.fault_500, self.settings.fault_hang, self.settings.seed)
+        self.faults = FaultInjector(
+            self.settings.fault_500,
+            self.settings.fault_hang,
+            self.settings.seed,
+            hang_seconds=self.settings.hang_seconds,
+            methods=self.settings.fault_methods,
+        )
         self.requests = 0
         self.stopping = asyncio.Event()
         self._changed = asyncio.Event()

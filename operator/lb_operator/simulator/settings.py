@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 Mode = Literal["reject", "serialize"]
+Method = Literal["GET", "POST", "PATCH", "DELETE"]
 
 
 class SimulatorSettings(BaseModel):
@@ -52,6 +53,11 @@ class SimulatorSettings(BaseModel):
     )
     hang_seconds: float = Field(
         default=30.0, gt=0, description="Seconds a hung request is held open before its 504."
+    )
+    fault_methods: tuple[Method, ...] = Field(
+        default=(),
+        description="HTTP methods of the API requests the faults apply to. Default: none named = all. "
+        "All fault settings can be changed while running (`PUT /debug/faults`).",
     )
     seed: int | None = Field(
         default=None, description="Seed of the fault dice: the same seed, the same faults. Default random."

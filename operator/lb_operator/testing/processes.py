@@ -29,7 +29,11 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: flo
 
 
 class SimulatorProcess:
-    """``lb-operator simulator`` on a free loopback port, and its debug endpoints."""
+    """``lb-operator simulator`` on a free loopback port, its API and its debug endpoints.
+
+    ``flags`` become command-line flags (``fault_methods=["PATCH"]`` →
+    ``--fault-methods PATCH``).
+    """
 
     def __init__(self, log: Path, **flags: Any) -> None:
         self.port = free_port()
@@ -37,7 +41,8 @@ class SimulatorProcess:
         argv = [sys.executable, "-m", "lb_operator", "simulator", "--port", str(self.port)]
         argv += ["--token", SIMULATOR_TOKEN]
         for flag, value in flags.items():
-            argv += [f"--{flag.replace('_', '-')}", str(value)]
+            text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+            argv += [f"--{flag.replace('_', '-')}", text]
         self.process = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
         wait_for("the simulator to listen", self._up, 30, 0.05)
 
@@ -56,6 +61,37 @@ class SimulatorProcess:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the API directly, behind the operator's back (drift); the decoded answer, ``None`` for 204.
+
+        ``path`` is relative to ``/v1`` (``load-balancers/pools/<uuid>``), or
+        to the server when it starts with ``/`` (``/debug/faults``). A 4xx/5xx
+        raises urllib's ``HTTPError`` (``.code``); its body is read into a note.
+        """
+        url = f"http://127.0.0.1:{self.port}{path}" if path.startswith("/") else f"{self.url}/{path}"
+        request = urllib.request.Request(
+            url,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {SIMULATOR_TOKEN}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+        except urllib.request.HTTPError as error:
+            error.add_note(f"{method} {path} answered {error.code}: {error.read().decode(errors='replace')}")
+            raise
+        return json.loads(raw) if raw.strip() else None
+
+    def set_faults(self, **fields: Any) -> dict[str, Any]:
+        """``PUT /debug/faults``: change the given fault settings, keep the others; all of them as now.
+
+        ``fields``: ``fault_500``, ``fault_hang``, ``hang_seconds``, ``methods``
+        (see ``docs/backends.md``). Invalid ones raise ``HTTPError`` 400.
+        """
+        result: dict[str, Any] = self.request("PUT", "/debug/faults", fields)
+        return result
 
     def stats(self) -> dict[str, Any]:
         """``/debug/stats``: mutations, overlaps, objects per kind."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from kubernetes.aio import client
 from operator_harness import Operator, Simulator, is_ready, objects, wait_for
 
+from lb_operator.mutex import KEY_ANNOTATION, LOCK_LABEL
+from lb_operator.reconcile.engine import family_key
 from lb_operator.testing import Cluster
 from lb_operator.testing.fleet import fleet, to_yaml
 from lb_operator.testing.processes import SIMULATOR_TOKEN
@@ -26,19 +29,6 @@ def _all_ready(cluster: Cluster, namespace: str, count: int) -> bool:
     return len(found) == count and all(
         is_ready(o) and o["status"].get("observedGeneration") == o["metadata"]["generation"] for o in found
     )
-
-
-def _cloud(simulator: Simulator, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """Call the cloud API directly, as someone in the cloud console would: behind the operator's back."""
-    request = urllib.request.Request(
-        f"{simulator.url}/{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {SIMULATOR_TOKEN}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        raw = response.read()
-    return json.loads(raw) if raw.strip() else None
 
 
 def _events(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
@@ -65,12 +55,12 @@ def test_drift_in_the_cloud_is_set_back_and_reported(
         # 1. A member edited in the console.
         member = before["lb0-pool0-m0"]["status"]
         path = f"load-balancers/pools/{member['poolUUID']}/members/{member['uuid']}"
-        _cloud(simulator, "PATCH", path, {"name": "edited", "enabled": False})
+        simulator.request("PATCH", path, {"name": "edited", "enabled": False})
         edited = time.monotonic()
         wait_for(
             "the member to be set back",
             lambda: (lambda m: m["name"] == f"{ns}-lb0-pool0-m0" and m["enabled"])(
-                _cloud(simulator, "GET", path)
+                simulator.request("GET", path)
             ),
             30,
         )
@@ -80,7 +70,7 @@ def test_drift_in_the_cloud_is_set_back_and_reported(
 
         # 2. The whole load balancer deleted in the console: it and its tree come back, under the new one.
         old_lb = before["lb0"]["status"]["uuid"]
-        _cloud(simulator, "DELETE", f"load-balancers/{old_lb}")
+        simulator.request("DELETE", f"load-balancers/{old_lb}")
 
         def tree_rebuilt() -> bool:
             now = _by_name(crds, ns)
@@ -191,3 +181,63 @@ def test_normal_waiting_is_quiet_in_events_and_logs(
     assert max(waits.values(), default=0) <= 1, waits
     errors = [line for line in (logs / "operator.log").read_text().splitlines() if " ERROR " in line]
     assert errors == [], errors[:5]
+
+
+def _conditions(cluster: Cluster, namespace: str, name: str) -> dict[str, dict[str, Any]]:
+    found = _by_name(cluster, namespace).get(name, {})
+    return {c["type"]: c for c in found.get("status", {}).get("conditions", [])}
+
+
+async def _holder(api: client.ApiClient, key: str) -> str | None:
+    """The holder of the lock Lease of ``key`` (operator tests keep their locks in `default`); None: free."""
+    leases = await client.CoordinationV1Api(api).list_namespaced_lease("default", label_selector=LOCK_LABEL)
+    for lease in leases.items:
+        if (lease.metadata.annotations or {}).get(KEY_ANNOTATION) == key:
+            return lease.spec.holder_identity or None
+    return None
+
+
+async def test_a_hung_cloud_request_ends_with_the_attempt_and_releases_the_lock(
+    crds: Cluster, ns: str, simulator: Simulator, logs: Path, api: client.ApiClient
+) -> None:
+    operator = Operator(crds, simulator, logs / "operator.log", ns, handler_timeout=3)
+    try:
+        manifests = fleet(ns, 1, 0, 0)
+        await asyncio.to_thread(_apply, crds, manifests)
+        await asyncio.to_thread(wait_for, "the LB to be Ready", lambda: _all_ready(crds, ns, 1), 60)
+        # Every PATCH now hangs for two minutes; the client's own bound is 30 s.
+        await asyncio.to_thread(simulator.set_faults, fault_hang=1.0, hang_seconds=120, methods=["PATCH"])
+        patched = await asyncio.to_thread(
+            crds.kubectl, "patch", "lb", "lb0", "-n", ns, "--type=merge", "-p", '{"spec":{"tags":{"v":"2"}}}'
+        )
+        assert patched.returncode == 0, patched.stderr
+
+        def out_of_time() -> bool:
+            return _conditions(crds, ns, "lb0").get("Synced", {}).get("reason") == "DeadlineExceeded"
+
+        await asyncio.to_thread(wait_for, "the attempt to end with DeadlineExceeded", out_of_time, 20)
+        assert await _holder(api, family_key(ns, "lb0")) is None, "the lock outlived the attempt"
+
+        await asyncio.to_thread(simulator.set_faults, fault_hang=0.0)
+        tagged = lambda: simulator.list("load-balancers")[0]["tags"].get("v") == "2"  # noqa: E731
+        await asyncio.to_thread(wait_for, "the change to reach the cloud once it answers", tagged, 60)
+    finally:
+        operator.stop()
+
+
+def test_a_change_whose_answer_never_came_keeps_the_lock_until_the_cloud_has_applied_it(
+    crds: Cluster, ns: str, logs: Path
+) -> None:
+    # Every change takes the cloud 1.5 s; the client gives up after 0.5 s. The cloud applies it anyway.
+    slow = Simulator(logs / "slow-simulator.log", latency=1.5, lb_ready_delay=0.5)
+    operator = Operator(crds, slow, logs / "operator.log", ns, cloud_request_timeout=0.5)
+    try:
+        manifests = fleet(ns, 1, 1, 2)
+        _apply(crds, manifests)
+        wait_for("the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 240)
+        stats = slow.stats()
+        assert stats["overlaps"] == 0, "a change was sent while the cloud still applied one it never answered"
+        assert stats["objects"]["load_balancers"] == 1, "an unanswered creation was sent twice"
+    finally:
+        operator.stop()
+        slow.stop()

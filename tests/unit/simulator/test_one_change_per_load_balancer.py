@@ -10,6 +10,8 @@ mutation log proves afterwards whether the two ran at the same time.
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 from simulator_http import SUBNET, StartSimulator, pool_body, seed
@@ -152,3 +154,27 @@ async def test_reads_are_never_held_by_a_change(start_simulator: StartSimulator)
     assert (status, body["uuid"]) == (200, s.listener)
     assert sim.stats()["in_flight"] == 1  # answered while the delete was still in flight
     assert (await holder)[0] == 204
+
+
+async def test_a_load_balancer_reads_changing_while_a_change_under_it_is_in_flight(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    sim, api = await start_simulator(latency=1.0, state_file=state)
+    s = seed(sim)
+    lb = f"load-balancers/{s.load_balancer}"
+    assert (await api.get(lb))[1]["status"] == "running"
+
+    change = asyncio.create_task(
+        api.patch(f"load-balancers/pools/{s.pool}/members/{s.member}", {"enabled": False})
+    )
+    await sim.wait_for(lambda stats: stats["in_flight"] == 1, within=DEADLINE)
+    assert (await api.get(lb))[1]["status"] == "changing"
+    [listed] = (await api.get("load-balancers"))[1]
+    assert listed["status"] == "changing"
+    assert sim.stats()["in_flight"] == 1  # both answered while the member change was still in flight
+
+    assert (await change)[0] == 204
+    assert (await api.get(lb))[1]["status"] == "running"
+    # Saved during the change, but the transient status is only shown, never stored.
+    assert json.loads(state.read_text())["objects"]["load_balancers"][0]["status"] == "running"

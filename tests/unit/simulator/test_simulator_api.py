@@ -236,6 +236,108 @@ async def test_stopping_ends_hung_requests_at_once(start_simulator: StartSimulat
     assert status == 504
 
 
+DEADLINE = 10.0
+NO_FAULTS = {"fault_500": 0.0, "fault_hang": 0.0, "hang_seconds": 30.0, "methods": []}
+
+
+async def test_faults_set_at_runtime_apply_only_to_the_chosen_methods(
+    start_simulator: StartSimulator,
+) -> None:
+    sim, api = await start_simulator(latency=0)
+    pool = f"load-balancers/pools/{seed(sim).pool}"
+    assert await api.get("/debug/faults") == (200, NO_FAULTS)
+
+    only_patch = {**NO_FAULTS, "fault_500": 1.0, "methods": ["PATCH"]}
+    assert await api.call("PUT", "/debug/faults", {"fault_500": 1, "methods": ["PATCH"]}) == (200, only_patch)
+    assert await api.get("/debug/faults") == (200, only_patch)
+    assert (await api.get(pool))[0] == 200
+    assert await api.patch(pool, {"name": "renamed"}) == (
+        500,
+        {"detail": "Internal server error (injected fault)."},
+    )
+
+    # Omitted fields keep their values; no methods named means every method.
+    assert await api.call("PUT", "/debug/faults", {"methods": []}) == (200, {**only_patch, "methods": []})
+    assert (await api.get(pool))[0] == 500
+    assert (await api.call("PUT", "/debug/faults", {"fault_500": 0}))[1] == NO_FAULTS
+    assert (await api.patch(pool, {"name": "renamed"}))[0] == 204
+    assert sim.stats()["faults"] == {"500": 2}
+    assert sim.stats()["mutations"] == 1  # a failed request never reached the load balancer
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ({"fault_500": 1.5}, {"fault_500": ["Ensure this value is less than or equal to 1."]}),
+        ({"fault_hang": -0.1}, {"fault_hang": ["Ensure this value is greater than or equal to 0."]}),
+        ({"fault_500": "half"}, {"fault_500": ["A valid number is required."]}),
+        ({"fault_500": 0.6}, {"fault_500": ["fault_500 + fault_hang must not exceed 1, got 0.6 + 0.5."]}),
+        ({"hang_seconds": 0}, {"hang_seconds": ["Ensure this value is greater than 0."]}),
+        ({"hang_seconds": None}, {"hang_seconds": ["This field may not be null."]}),
+        (
+            {"methods": ["PATCH", "FETCH"]},
+            {"methods": ['"FETCH" is not a valid choice.', "Choose among GET, POST, PATCH, DELETE."]},
+        ),
+        ({"methods": "PATCH"}, {"methods": ['Expected a list of items but got type "str".']}),
+        ({"fault500": 1}, {"fault500": ["Unknown field."]}),
+        ([], {"non_field_errors": ["Expected a JSON object of fault settings."]}),
+    ],
+    ids=[
+        "above_1",
+        "below_0",
+        "not_a_number",
+        "sum_with_the_current_hang",
+        "hang_0",
+        "null",
+        "method",
+        "methods_type",
+        "unknown_field",
+        "not_an_object",
+    ],
+)
+async def test_bad_fault_settings_answer_400_naming_the_field_and_change_nothing(
+    start_simulator: StartSimulator, body: object, errors: dict[str, object]
+) -> None:
+    _, api = await start_simulator(fault_hang=0.5, fault_methods=["DELETE"])
+    before = await api.get("/debug/faults")
+    assert await api.call("PUT", "/debug/faults", body) == (400, errors)
+    assert await api.get("/debug/faults") == before
+
+
+async def test_a_hanging_patch_does_not_hold_up_a_read_of_the_same_object(
+    start_simulator: StartSimulator,
+) -> None:
+    sim, api = await start_simulator(latency=0, hang_seconds=120)
+    pool = f"load-balancers/pools/{seed(sim).pool}"
+    await api.call("PUT", "/debug/faults", {"fault_hang": 1, "methods": ["PATCH"]})
+    patch = asyncio.create_task(api.patch(pool, {"name": "renamed"}))
+    await sim.wait_for(lambda stats: stats["faults"].get("hang") == 1, within=DEADLINE)
+
+    status, body = await api.get(pool)
+    assert (status, body["name"]) == (200, "pool")
+    assert not patch.done()  # still hanging; it ends when the simulator stops, far below hang_seconds
+    async with asyncio.timeout(DEADLINE):
+        await sim.stop()
+        assert (await patch)[0] == 504
+
+
+async def test_faults_of_the_chosen_methods_repeat_with_the_same_seed_whatever_else_runs(
+    start_simulator: StartSimulator,
+) -> None:
+    runs = []
+    for reads in (0, 3):  # other requests in between do not use up rolls of the dice
+        sim, api = await start_simulator(latency=0, fault_500=0.5, fault_methods=["PATCH"], seed=7)
+        pool = f"load-balancers/pools/{seed(sim).pool}"
+        statuses = []
+        for _ in range(20):
+            for _ in range(reads):
+                assert (await api.get(pool))[0] == 200
+            statuses.append((await api.patch(pool, {"name": "renamed"}))[0])
+        runs.append(statuses)
+    assert runs[0] == runs[1]
+    assert set(runs[0]) == {204, 500}
+
+
 # --- the state file -------------------------------------------------------------------------------
 
 

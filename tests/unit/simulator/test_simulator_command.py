@@ -7,9 +7,13 @@ import json
 import re
 import signal
 import sys
+import urllib.error
 from pathlib import Path
 
 import aiohttp
+import pytest
+
+from lb_operator.testing.processes import SimulatorProcess, wait_for
 
 DEADLINE = 30.0
 
@@ -78,3 +82,30 @@ async def test_the_simulator_command_refuses_impossible_settings() -> None:
         _, stderr = await process.communicate()
     assert process.returncode == 2
     assert "fault_500 + fault_hang must not exceed 1" in stderr.decode()
+
+
+def test_faults_on_chosen_methods_from_the_command_line_and_set_while_running(tmp_path: Path) -> None:
+    sim = SimulatorProcess(
+        tmp_path / "simulator.log", latency=0, lb_ready_delay=0, fault_500=1, fault_methods=["DELETE"]
+    )
+    try:
+        made = sim.request("POST", "load-balancers", {"name": "web", "flavor": "lb-standard", "zone": "lpg1"})
+        lb = f"load-balancers/{made['uuid']}"
+        wait_for("the load balancer to run", lambda: sim.request("GET", lb)["status"] == "running", DEADLINE)
+
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            sim.request("DELETE", lb)
+        assert failed.value.code == 500
+        assert sim.set_faults(fault_500=0) == {
+            "fault_500": 0.0,
+            "fault_hang": 0.0,
+            "hang_seconds": 30.0,
+            "methods": ["DELETE"],
+        }
+        assert sim.request("DELETE", lb) is None  # 204
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            sim.set_faults(methods=["FETCH"])
+        assert refused.value.code == 400
+        assert sim.stats()["objects"]["load_balancers"] == 0
+    finally:
+        sim.stop()
