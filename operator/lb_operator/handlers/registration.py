@@ -111,10 +111,8 @@ async def _reconcile(
     try:
         outcome = await engine.reconcile(adapter, ctx, obj, _deadline(ctx), resync=resync)
     except ParentNotReady as error:
-        # Normal waiting: one Normal Event when it starts, INFO logs, and a quick look again
-        # (every attempt after the first waits for the parent's watch event itself).
-        if obj.reason("Ready") != "ParentNotReady":
-            post_event(obj, "Normal", "WaitingForParent", str(error))
+        # Normal waiting: the condition says what it waits for; INFO logs, no Event (nothing to act on),
+        # and a quick look again (every attempt after the first waits for the parent's watch event itself).
         status.write(
             patch,
             obj,
