@@ -1,0 +1,96 @@
+"""What a handler makes of each way an attempt can end: a condition always, an Event once per cause.
+
+The adapter here is a stand-in that raises what the test says: a bug in the
+operator, or a refused token at a chosen moment, cannot be produced on
+purpose through the real cloud. Events are collected instead of posted,
+because posting needs a running Kopf.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import pytest
+
+from lb_operator.cloud import Busy, Unauthorized
+from lb_operator.handlers import registration
+from lb_operator.reconcile.engine import Context, DeadlineExceeded
+from lb_operator.settings import OperatorSettings
+
+
+class Failing:
+    """An adapter whose parent lookup raises ``error``."""
+
+    kind = "LoadBalancer"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def parent_ref(self, obj: Any) -> None:
+        return None
+
+    async def parent(self, ctx: Context, obj: Any) -> None:
+        raise self.error
+
+
+def _body(conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "kind": "LoadBalancer",
+        "metadata": {"namespace": "shop", "name": "web", "uid": "u-1", "generation": 1},
+        "spec": {"zone": "lpg1"},
+        "status": {"conditions": conditions or []},
+    }
+
+
+@pytest.fixture
+def posted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    events: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        registration, "post_event", lambda obj, type_, reason, message: events.append((type_, reason))
+    )
+    return events
+
+
+def _memo() -> kopf.Memo:
+    settings = OperatorSettings(locking=False, sharding=False, cloud_url="http://127.0.0.1:9/v1")
+    context = Context(cloud=None, mutex=None, settings=settings, resources=None)  # type: ignore[arg-type]
+    return kopf.Memo(context=context)
+
+
+async def _attempt(error: Exception, body: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setitem(registration.ADAPTERS, "LoadBalancer", Failing(error))
+    patch: dict[str, Any] = {}
+    with pytest.raises(kopf.TemporaryError):
+        await registration._reconcile(body, patch, 0, _memo())  # type: ignore[arg-type]
+    conditions: dict[str, Any] = {c["type"]: c for c in patch["status"]["conditions"]}
+    return conditions
+
+
+async def test_an_error_nobody_expected_ends_in_a_condition_an_event_and_a_retry(
+    posted: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conditions = await _attempt(KeyError("a bug"), _body(), monkeypatch)
+    assert conditions["Synced"]["reason"] == "UnexpectedError"
+    assert "KeyError" in conditions["Synced"]["message"]
+    assert posted == [("Warning", "UnexpectedError")]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (Unauthorized("list load balancers", 401, "Invalid token."), "Unauthorized"),
+        (Busy("create pool", "load balancer busy", 409), "Busy"),
+        (DeadlineExceeded("reading the cloud"), "DeadlineExceeded"),
+    ],
+)
+async def test_a_transient_problem_is_reported_once_not_on_every_retry(
+    error: Exception, reason: str, posted: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await _attempt(error, _body(), monkeypatch)
+    assert first["Synced"]["reason"] == reason
+    assert first["Synced"]["status"] == "False"
+    assert posted == [("Warning", reason)]
+
+    await _attempt(error, _body([first["Synced"]]), monkeypatch)  # the retry sees its own condition
+    assert posted == [("Warning", reason)], "the same cause was posted twice"
