@@ -85,12 +85,15 @@ class ParentWatch:
             event.set()
 
     @contextlib.contextmanager
-    def expecting(self, ref: Ref) -> Iterator[asyncio.Event]:
+    def expecting(self, ref: Ref) -> Iterator[asyncio.Event | None]:
         """Register interest in ``ref`` *before* reading it; the event is set when ``ref`` changes.
 
         Registering first means a change between the read and the wait is
-        never lost. With no API (unit tests of the flow) the event never fires.
+        never lost. ``None`` when nothing watches (no API: unit tests of the flow).
         """
+        if self._objects is None:
+            yield None
+            return
         event = self._waiting.setdefault(ref, asyncio.Event())
         self._users[ref] = self._users.get(ref, 0) + 1
         try:
