@@ -205,11 +205,13 @@ async def _discard_locks_of_gone_parents(ctx: Context, obj: Resource) -> None:
         key, still_there = f"pool/{uuid}", ctx.cloud.get_pool
     else:
         return
+    deadline = _deadline(ctx)
     try:
-        await still_there(str(uuid))
+        async with asyncio.timeout_at(deadline):
+            await still_there(str(uuid))
     except NotFound:
-        await ctx.mutex.discard(key, _deadline(ctx))
-    except CloudError:
+        await ctx.mutex.discard(key, deadline)
+    except (CloudError, TimeoutError):
         pass  # unknown: the sweeper removes an idle Lease later
 
 

@@ -214,7 +214,7 @@ async def _parent(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: fl
     Only an object that already reports ``ParentNotReady`` waits: a new one
     reports it first, so a person sees at once what it waits for.
     """
-    # The first time, say so at once (status, Event); from the next attempt on, wait to be woken.
+    # The first time, say so at once (in status); from the next attempt on, wait to be woken.
     ref = adapter.parent_ref(obj) if obj.reason("Ready") == "ParentNotReady" else None
     loop = asyncio.get_running_loop()
     give_up = loop.time() + min(PARENT_WAIT, (deadline - loop.time()) / 2)
