@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONTROLPLANE_BUILD := tools/controlplane/build.sh
 
-.PHONY: setup test lint format unit integration binaries controlplane crds demo bench-mutex clean
+.PHONY: setup test lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,10 @@ controlplane: setup binaries
 ## bench-mutex: the Lease mutex's overhead, hand-over and take-over next to their baselines (~2 min)
 bench-mutex: setup binaries
 	$(BIN)/python bench/mutex_bench.py
+
+## bench-e2e: makespan of a 720-object fleet vs the cloud's ideal; 3 vs 1 replicas, no locks, one global lock (~15 min)
+bench-e2e: setup binaries
+	$(BIN)/python bench/e2e_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

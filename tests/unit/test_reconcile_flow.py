@@ -186,3 +186,20 @@ async def test_a_built_load_balancer_stays_ready_while_a_change_under_it_is_appl
         flow.sim.gate.leave(change, "ok")
     assert outcome.ready, outcome  # not `Provisioning`: its children must not stop
     assert outcome.status["cloudStatus"] == "changing"
+
+
+async def test_an_object_never_made_is_created_not_reported_as_drift(flow: Flow) -> None:
+    await flow.reconcile(resource("LoadBalancer", "new", {"zone": "lpg1"}), resync=True)
+    assert [reason for _, reason, _ in flow.events] == ["Created"]
+
+
+async def test_an_object_gone_from_the_cloud_is_re_created_and_reported_as_drift(flow: Flow) -> None:
+    lb = await flow.running_lb()
+    await flow.cloud.delete_load_balancer(str(lb.status["uuid"]))
+    outcome = await flow.reconcile(lb, resync=True)
+    assert outcome.status["uuid"] != lb.status["uuid"]
+    assert flow.events[-1] == (
+        "web",
+        "DriftCorrected",
+        "the LoadBalancer was gone from the cloud; re-created it",
+    )

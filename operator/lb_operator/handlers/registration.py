@@ -256,14 +256,15 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def on_resync(body: Mapping[str, Any], patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     """The periodic drift check: the cloud is read again and set back to the spec if it drifted.
 
-    Left alone: an object its change handler is still working on (Kopf keeps
-    that handler's progress in an annotation until it succeeds), and one whose
-    spec the cloud rejected (nothing changed that could fix it).
+    Left alone: an object no handler has reported on at its generation yet, one
+    its change handler is still working on (Kopf keeps that handler's progress
+    in an annotation until it succeeds), and one whose spec the cloud rejected
+    (nothing changed that could fix it).
     """
     annotations = (body.get("metadata") or {}).get("annotations") or {}
-    if f"{GROUP}/reconcile" in annotations:
-        return
     obj = Resource.from_body(body)
+    if f"{GROUP}/reconcile" in annotations or obj.status.get("observedGeneration") != obj.generation:
+        return  # not handled yet at this generation, or its change handler is still retrying
     if obj.reason("Ready") == "CloudRejected" and obj.status.get("observedGeneration") == obj.generation:
         return
     replica: Replica | None = memo.get("replica")

@@ -48,11 +48,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Waiting:
-    """Told to an ``on_wait`` hook once per wait: the lock is busy and we are queueing."""
+    """Told to an ``on_wait`` hook when a wait starts: the lock is busy and we are queueing.
+
+    At most twice per ``hold()``: once ``local`` (behind another task of this
+    process), and once when, at the head of the local queue, another process
+    holds the Lease.
+    """
 
     key: str
     lease_name: str
     holder: str
+    local: bool = False  # queued behind another task of this process, not behind another process
 
 
 WaitHook = Callable[[Waiting], Awaitable[None]]
@@ -151,7 +157,7 @@ class LeaseMutex:
         Raises ``LockTimeout`` at the deadline. ``owner`` is an owner reference
         put on the Lease when it is created (same namespace only: a
         cross-namespace owner makes the garbage collector delete the Lease).
-        ``on_wait`` is called once if the lock is busy, e.g. to post an Event.
+        ``on_wait`` is called when a wait starts (see ``Waiting``), e.g. to post an Event.
         """
         return _HoldContext(self, key, deadline, owner, on_wait)
 
@@ -229,8 +235,9 @@ class LeaseMutex:
             if queue.lock.locked():
                 if not wait:
                     return None
-                self.notify_waiting(on_wait, key, f"{self.identity} (another task of this process)")
-                on_wait = None
+                # Told as local; told again (not local) if, at the head, another process holds it.
+                holder = f"{self.identity} (another task of this process)"
+                self.notify_waiting(on_wait, key, holder, local=True)
             try:
                 async with asyncio.timeout_at(deadline):
                     await queue.lock.acquire()
@@ -293,11 +300,11 @@ class LeaseMutex:
             queue.lock.release()
         self._leave(key)
 
-    def notify_waiting(self, hook: WaitHook | None, key: str, holder: str) -> None:
+    def notify_waiting(self, hook: WaitHook | None, key: str, holder: str, *, local: bool = False) -> None:
         """Run the caller's wait hook beside the wait: it must neither block nor break the lock."""
         if hook is None:
             return
-        waiting = Waiting(key, lease_name(key), holder)
+        waiting = Waiting(key, lease_name(key), holder, local)
 
         async def run() -> None:
             try:

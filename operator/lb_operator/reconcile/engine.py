@@ -174,6 +174,8 @@ async def serialized(
         key = GLOBAL_KEY  # the serial baseline of `make bench-e2e`
 
     async def on_wait(waiting: Waiting) -> None:
+        if waiting.local:
+            return  # queueing behind a sibling in this replica is the normal pace of a tree: no Event
         ctx.events(
             obj, "Normal", "WaitingForLock", f"waiting for {waiting.lease_name} held by {waiting.holder}"
         )
@@ -267,7 +269,7 @@ async def _change(
                         raise ParentNotReady(f"the parent is gone from the cloud: {error}") from None
                     raise
                 answered = True
-                _created(adapter, ctx, obj, resync)
+                _created(adapter, ctx, obj)
             else:
                 await adapter.update(ctx, current, changes)
                 answered = True
@@ -302,8 +304,8 @@ def _parent_is_gone(error: Invalid | NotFound) -> bool:
     )
 
 
-def _created(adapter: Adapter[C], ctx: Context, obj: Resource, resync: bool) -> None:
-    if resync or obj.status.get("uuid"):
+def _created(adapter: Adapter[C], ctx: Context, obj: Resource) -> None:
+    if obj.status.get("uuid"):  # it was made before: it is gone
         message = f"the {adapter.kind} was gone from the cloud; re-created it"
         ctx.events(obj, "Normal", "DriftCorrected", message)
     else:

@@ -126,6 +126,7 @@ async def test_the_cleanup_of_a_cancelled_acquire_never_clears_the_next_local_ho
         )
         held.check()
         assert not got_in_early, "the next task got in while the cleanup could still clear a lease"
+        assert [w.local for w in told] == [True], "queued behind a task of this process: told once, as local"
         release_second.set()
         await asyncio.wait_for(task, 5)
     finally:
