@@ -42,7 +42,7 @@ from lb_operator.sharding.replica import Replica
 logger = logging.getLogger(__name__)
 
 
-PARENT_RETRY = 1.0
+PARENT_RETRY = 0.2
 """Seconds before a child waiting for its parent looks again. Short: each attempt waits on the parent's
 watch itself (woken at once when it changes), so this only bridges the gap between attempts."""
 

@@ -64,6 +64,9 @@ class DeadlineExceeded(Exception):
         super().__init__(f"the attempt ran out of time while {doing}; it is retried")
 
 
+PARENT_FIRST_WAIT = 2.0
+"""Seconds a child not yet reporting ``ParentNotReady`` waits before it reports it."""
+
 PARENT_WAIT = 10.0
 """Seconds (at most half the attempt) a child waits for its parent before it gives up and is retried.
 Short enough that deleting a waiting child is not held up for long (Kopf runs one handler per object)."""
@@ -213,13 +216,15 @@ async def reconcile(
 async def _parent(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: float) -> Parent | None:
     """The parent; if it is not Ready, wait (woken by its watch) for part of the attempt, then give up.
 
-    Only an object that already reports ``ParentNotReady`` waits: a new one
-    reports it first, so a person sees at once what it waits for.
+    An object that does not report ``ParentNotReady`` yet waits only
+    ``PARENT_FIRST_WAIT``, so a person soon sees what it waits for.
     """
-    # The first time, say so at once (in status); from the next attempt on, wait to be woken.
-    ref = adapter.parent_ref(obj) if obj.reason("Ready") == "ParentNotReady" else None
+    # The first time, wait briefly (most parents of a bulk apply are Ready within it), then say so in
+    # status; from the next attempt on, wait longer, woken by the parent's watch.
+    ref = adapter.parent_ref(obj)
+    patience = PARENT_WAIT if obj.reason("Ready") == "ParentNotReady" else PARENT_FIRST_WAIT
     loop = asyncio.get_running_loop()
-    give_up = loop.time() + min(PARENT_WAIT, (deadline - loop.time()) / 2)
+    give_up = loop.time() + min(patience, (deadline - loop.time()) / 2)
     while True:
         with ctx.parents.expecting(ref) if ref is not None else _nothing() as changed:
             try:

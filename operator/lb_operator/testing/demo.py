@@ -4,7 +4,7 @@ Starts a local control plane (or uses the cluster of ``LBOP_KUBECONFIG``),
 the simulator and the operator; applies ``crds/`` and ``examples/demo/``;
 shows progress until every object is Ready; prints a summary; stops what it
 started, also on Ctrl-C. The last line is machine-readable:
-``RESULT objects=… ready=… seconds=… overlaps=… lock_waits=…``.
+``RESULT objects=… ready=… seconds=… overlaps=… lock_waits=… events_per_object=… error_lines=…``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from lb_operator.testing.cluster import REPO_ROOT, Cluster, open_cluster
 from lb_operator.testing.processes import (
@@ -42,11 +43,13 @@ def demo_cluster() -> Iterator[Cluster]:
         yield cluster
 
 
-def _lock_waits(cluster: Cluster) -> int:
-    events = cluster.kubectl(
-        "get", "events", "-n", NAMESPACE, "--field-selector", "reason=WaitingForLock", "-o", "json"
-    )
-    return len(json.loads(events.stdout)["items"]) if events.returncode == 0 else 0
+def _events(cluster: Cluster) -> list[dict[str, Any]]:
+    """The Events of the demo's namespace (what `kubectl describe` shows a person)."""
+    events = cluster.kubectl("get", "events", "-n", NAMESPACE, "-o", "json")
+    if events.returncode != 0:
+        return []
+    items: list[dict[str, Any]] = json.loads(events.stdout)["items"]
+    return items
 
 
 def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespace) -> tuple[str, bool]:
@@ -83,17 +86,22 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
         time.sleep(1)
     seconds = time.monotonic() - started
     stats = simulator.stats()
-    waits = _lock_waits(cluster)
+    events = _events(cluster)
+    waits = sum(e["reason"] == "WaitingForLock" for e in events)
+    posted = sum(e.get("count", 1) for e in events)
+    errors = sum(" ERROR " in line for line in (logs / "operator.log").read_text().splitlines())
     say("")
     say(f"objects: {total}, Ready: {ready}, in {seconds:.1f}s")
     say(f"cloud: {stats['mutations']} mutations, {stats['overlaps']} overlaps (must be 0)")
-    say(f"lock waits (WaitingForLock Events): {waits}")
+    say(f"Events: {posted} for {total} objects ({posted / max(total, 1):.2f} each), {waits} WaitingForLock")
+    say(f"ERROR lines in the operator's log: {errors}")
     if cluster.control_plane is None:  # a cluster we did not start: leave it as we found it
         say("deleting the demo objects from the cluster ...")
         cluster.kubectl("delete", "-f", str(REPO_ROOT / "examples" / "demo"), "--timeout=300s", timeout=320)
     overlaps = stats["overlaps"]
     line = (
-        f"RESULT objects={total} ready={ready} seconds={seconds:.1f} overlaps={overlaps} lock_waits={waits}"
+        f"RESULT objects={total} ready={ready} seconds={seconds:.1f} overlaps={overlaps} lock_waits={waits} "
+        f"events_per_object={posted / max(total, 1):.2f} error_lines={errors}"
     )
     return line, bool(total) and ready == total and overlaps == 0
 

@@ -89,10 +89,15 @@ def test_drift_in_the_cloud_is_set_back_and_reported(
             "health_monitors": 1,
         }
         assert simulator.stats()["overlaps"] == 0
-        # 3. Observed fields are refreshed: the members were made before their monitor, and now see it.
-        assert {
-            o["status"]["monitorStatus"] for o in objects(crds, ns) if "monitorStatus" in o["status"]
-        } == {"up"}
+
+        # 3. Observed fields are refreshed: members made before their monitor come to see it.
+        def monitored() -> bool:
+            found = [
+                o["status"].get("monitorStatus") for o in objects(crds, ns) if o["kind"].endswith("Member")
+            ]
+            return found == ["up", "up"]
+
+        wait_for("every member's monitorStatus to be refreshed to up", monitored, 30)
     finally:
         operator.stop()
 
