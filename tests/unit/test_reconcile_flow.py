@@ -8,6 +8,7 @@ off (the integration tests cover the Lease mutex with the flow).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from pydantic import SecretStr
 from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
 from lb_operator.cloud.models import LoadBalancerSpec, MemberUpdate
 from lb_operator.reconcile import engine
-from lb_operator.reconcile.engine import Context, DeadlineExceeded, ParentNotReady
+from lb_operator.reconcile.engine import BeingDeleted, Context, DeadlineExceeded, ParentNotReady
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
 from lb_operator.settings import OperatorSettings
@@ -189,7 +190,9 @@ async def test_a_built_load_balancer_stays_ready_while_a_change_under_it_is_appl
 
 
 async def test_an_object_never_made_is_created_not_reported_as_drift(flow: Flow) -> None:
-    await flow.reconcile(resource("LoadBalancer", "new", {"zone": "lpg1"}), resync=True)
+    new = resource("LoadBalancer", "new", {"zone": "lpg1"})
+    flow.parents.objects[("LoadBalancer", "shop", "new")] = new  # it exists in Kubernetes
+    await flow.reconcile(new, resync=True)
     assert [reason for _, reason, _ in flow.events] == ["Created"]
 
 
@@ -203,3 +206,19 @@ async def test_an_object_gone_from_the_cloud_is_re_created_and_reported_as_drift
         "DriftCorrected",
         "the LoadBalancer was gone from the cloud; re-created it",
     )
+
+
+@pytest.mark.parametrize("state", ["being deleted", "gone"])
+async def test_a_drift_check_never_re_creates_what_is_being_deleted(flow: Flow, state: str) -> None:
+    lb = await flow.running_lb()
+    await flow.cloud.delete_load_balancer(str(lb.status["uuid"]))  # as its delete handler just did
+    ref = ("LoadBalancer", "shop", "web")
+    if state == "gone":
+        del flow.parents.objects[ref]
+    else:
+        flow.parents.objects[ref] = dataclasses.replace(lb, deleting=True)
+
+    with pytest.raises(BeingDeleted):
+        await flow.reconcile(lb, resync=True)  # the check read the object before the deletion began
+
+    assert flow.sim.stats()["objects"]["load_balancers"] == 0

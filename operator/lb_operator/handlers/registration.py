@@ -31,7 +31,13 @@ from lb_operator.handlers import status
 from lb_operator.handlers.runtime import close_context, open_context
 from lb_operator.mutex import HoldLost, LockTimeout
 from lb_operator.reconcile import engine
-from lb_operator.reconcile.engine import Context, DeadlineExceeded, ParentNotReady, family_key
+from lb_operator.reconcile.engine import (
+    BeingDeleted,
+    Context,
+    DeadlineExceeded,
+    ParentNotReady,
+    family_key,
+)
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
 from lb_operator.settings import OperatorSettings
@@ -136,6 +142,8 @@ async def _reconcile(
             post_event(obj, "Warning", reason, str(error))
         status.write(patch, obj, ready=None, synced=(False, reason, str(error)))
         raise kopf.TemporaryError(str(error), delay=_backoff(ctx, retry)) from None
+    except BeingDeleted:
+        raise  # a drift check that found the object going: nothing to report
     except Exception as error:
         # Not Kopf's silent default (a retry in 60 s): say what happened, and retry with the back-off.
         message = _unexpected(obj, error)
@@ -265,13 +273,18 @@ async def on_resync(body: Mapping[str, Any], patch: kopf.Patch, memo: kopf.Memo,
     obj = Resource.from_body(body)
     if f"{GROUP}/reconcile" in annotations or obj.status.get("observedGeneration") != obj.generation:
         return  # not handled yet at this generation, or its change handler is still retrying
+    if obj.deleting:
+        return  # its delete handler owns it
     if obj.reason("Ready") == "CloudRejected" and obj.status.get("observedGeneration") == obj.generation:
         return
     replica: Replica | None = memo.get("replica")
     if replica is not None and refuses(body):
         return  # moving to another replica, which checks it from now on
     async with _owned(memo, body):
-        await _reconcile(body, patch, int(kwargs.get("retry") or 0), memo, resync=True)
+        try:
+            await _reconcile(body, patch, int(kwargs.get("retry") or 0), memo, resync=True)
+        except BeingDeleted:
+            return
 
 
 class RetriesAreNotErrors(logging.Filter):

@@ -57,6 +57,10 @@ class ParentNotReady(Exception):
     """The parent object is missing or not Ready yet: wait, do not call the cloud."""
 
 
+class BeingDeleted(Exception):
+    """A drift check found the object deleted (or being deleted) meanwhile: its delete handler owns it."""
+
+
 class DeadlineExceeded(Exception):
     """The attempt's deadline passed while it was ``doing`` something; the lock is released, retry later."""
 
@@ -255,6 +259,12 @@ async def _change(
             changes = adapter.changes(obj, current) if current is not None else None
             if current is not None and changes is None:
                 return adapter.outcome(obj, current, parent)
+            if resync and current is None:
+                # Re-create only what is still wanted: a deletion may have begun since the check began,
+                # and its handler (which holds this lock while it deletes) must not be undone.
+                now = await ctx.resources.get(obj.kind, obj.namespace, obj.name)
+                if now is None or now.deleting or now.uid != obj.uid:
+                    raise BeingDeleted(obj.ref)
             load_balancer = _load_balancer_of(parent, current)
             if load_balancer is not None:
                 await until_settled(ctx, load_balancer)  # never mutate while the cloud says `changing`

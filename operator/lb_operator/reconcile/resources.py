@@ -30,6 +30,7 @@ class Resource:
     generation: int
     spec: Mapping[str, Any]
     status: Mapping[str, Any] = field(default_factory=dict)
+    deleting: bool = False  # metadata.deletionTimestamp is set: its delete handler owns it now
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Resource:
@@ -42,6 +43,7 @@ class Resource:
             generation=int(metadata.get("generation") or 0),
             spec=dict(body.get("spec") or {}),
             status=dict(body.get("status") or {}),
+            deleting=bool(metadata.get("deletionTimestamp")),
         )
 
     @property
