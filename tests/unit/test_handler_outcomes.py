@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import kopf
 import pytest
 
@@ -82,6 +83,7 @@ async def test_an_error_nobody_expected_ends_in_a_condition_an_event_and_a_retry
         (Unauthorized("list load balancers", 401, "Invalid token."), "Unauthorized"),
         (Busy("create pool", "load balancer busy", 409), "Busy"),
         (DeadlineExceeded("reading the cloud"), "DeadlineExceeded"),
+        (aiohttp.ClientConnectionError("the API server restarts"), "KubernetesUnavailable"),
     ],
 )
 async def test_a_transient_problem_is_reported_once_not_on_every_retry(

@@ -23,7 +23,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import kopf
+from kubernetes.aio.client.exceptions import ApiException
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.cloud import CloudError, Invalid, NotFound
@@ -135,8 +137,8 @@ async def _reconcile(
         )
         post_event(obj, "Warning", "CloudRejected", str(error))
         raise kopf.PermanentError(f"the cloud rejected the spec: {error}") from None
-    except (CloudError, LockTimeout, HoldLost, DeadlineExceeded) as error:
-        reason = type(error).__name__
+    except (CloudError, LockTimeout, HoldLost, DeadlineExceeded, *KUBERNETES_TRANSIENT) as error:
+        reason = _transient_reason(error)
         if obj.reason("Synced") != reason:  # once per cause: a retry of the same problem stays quiet
             logger.warning("%s: %s", obj.ref, error)
             post_event(obj, "Warning", reason, str(error))
@@ -161,6 +163,17 @@ async def _reconcile(
         patch.update(fresh)  # a drift check that found all as it was writes nothing
     if not outcome.ready:
         raise kopf.TemporaryError(outcome.message, delay=ctx.settings.ready_poll)
+
+
+KUBERNETES_TRANSIENT = (ApiException, aiohttp.ClientError, ConnectionError)
+"""A read of the API server inside an attempt failed (it restarts, is overloaded, or refused): retried."""
+
+
+def _transient_reason(error: Exception) -> str:
+    """The condition reason (and Event reason) of a transient failure."""
+    if isinstance(error, KUBERNETES_TRANSIENT):
+        return "KubernetesUnavailable"
+    return type(error).__name__
 
 
 def _unexpected(obj: Resource, error: Exception) -> str:
