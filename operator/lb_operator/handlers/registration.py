@@ -296,8 +296,8 @@ async def on_resync(body: Mapping[str, Any], patch: kopf.Patch, memo: kopf.Memo,
     async with _owned(memo, body):
         try:
             await _reconcile(body, patch, int(kwargs.get("retry") or 0), memo, resync=True)
-        except BeingDeleted:
-            return
+        except (BeingDeleted, kopf.PermanentError):
+            return  # a rejected spec is reported in status; a permanently failed timer would never run again
 
 
 class RetriesAreNotErrors(logging.Filter):
