@@ -7,13 +7,16 @@ while the server was shutting down can be missed when Kopf's watch resumes
 one whose current generation no handler has reported (``status.observedGeneration``)
 and that was already unhandled at the previous look, writes an annotation:
 the write is a watch event, so Kopf sees the object and handles it. In steady
-state every object is handled and this only lists.
+state every object is handled and this only lists. An object whose retry
+Kopf scheduled but never ran (its progress annotation says it is overdue by
+a whole interval) counts as unhandled too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +38,26 @@ def unhandled(body: dict[str, Any]) -> bool:
     metadata = body.get("metadata") or {}
     observed = (body.get("status") or {}).get("observedGeneration")
     return observed != metadata.get("generation") and "deletionTimestamp" not in metadata
+
+
+def retry_overdue(body: dict[str, Any], now: datetime.datetime, grace: float) -> bool:
+    """True when Kopf scheduled a retry of the reconcile handler more than ``grace`` seconds ago and it
+    never ran: its progress annotation (``delayed``) is in the past, so the retry was lost (e.g. with
+    an event an API-server restart swallowed) and only a new event brings the object back."""
+    metadata = body.get("metadata") or {}
+    raw = (metadata.get("annotations") or {}).get(f"{GROUP}/reconcile")
+    if not raw or "deletionTimestamp" in metadata:
+        return False
+    try:
+        delayed = json.loads(raw).get("delayed")
+        when = datetime.datetime.fromisoformat(str(delayed)) if delayed else None
+    except (ValueError, AttributeError):
+        return False
+    if when is None:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return (now - when).total_seconds() > grace
 
 
 class Nudger:
@@ -67,9 +90,11 @@ class Nudger:
     async def look(self) -> None:
         """One look: nudge the objects unhandled now and at the previous look."""
         suspects: set[str] = set()
+        now = datetime.datetime.now(datetime.UTC)
         for kind, body in await list_objects(self._objects, self._namespaces, self._selector):
             uid = str(body["metadata"]["uid"])
-            if not unhandled(body) or self._busy(uid):
+            neglected = unhandled(body) or retry_overdue(body, now, self._interval)
+            if not neglected or self._busy(uid):
                 continue
             suspects.add(uid)
             if uid in self._suspects:

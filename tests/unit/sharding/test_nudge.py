@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from lb_operator.sharding.nudge import unhandled
+import datetime
+import json
+from typing import Any
+
+from lb_operator.sharding.nudge import retry_overdue, unhandled
 
 
 def test_an_object_without_a_status_is_unhandled() -> None:
@@ -19,3 +23,27 @@ def test_an_object_reported_at_its_generation_is_handled_whatever_its_readiness(
 
 def test_an_object_being_deleted_is_left_to_its_finalizer() -> None:
     assert not unhandled({"metadata": {"generation": 3, "deletionTimestamp": "2026-11-23T00:00:00Z"}})
+
+
+NOW = datetime.datetime(2026, 11, 24, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+def _delayed(when: str) -> dict[str, Any]:
+    progress = json.dumps({"started": "2026-11-24T11:00:00", "delayed": when, "retries": 3})
+    return {"metadata": {"generation": 1, "annotations": {"lboperator.dev/reconcile": progress}}}
+
+
+def test_a_retry_kopf_scheduled_long_ago_and_never_ran_is_overdue() -> None:
+    assert retry_overdue(_delayed("2026-11-24T11:59:00+00:00"), NOW, grace=30)
+    assert retry_overdue(_delayed("2026-11-24T11:59:00"), NOW, grace=30)  # Kopf may write it naive (UTC)
+
+
+def test_a_retry_still_ahead_or_just_due_is_not_overdue() -> None:
+    assert not retry_overdue(_delayed("2026-11-24T12:00:30+00:00"), NOW, grace=30)
+    assert not retry_overdue(_delayed("2026-11-24T11:59:50+00:00"), NOW, grace=30)
+
+
+def test_no_progress_or_an_unreadable_one_is_not_overdue() -> None:
+    assert not retry_overdue({"metadata": {"generation": 1}}, NOW, grace=30)
+    broken = {"metadata": {"annotations": {"lboperator.dev/reconcile": "not json"}}}
+    assert not retry_overdue(broken, NOW, grace=30)
