@@ -68,12 +68,13 @@ class DeadlineExceeded(Exception):
         super().__init__(f"the attempt ran out of time while {doing}; it is retried")
 
 
-PARENT_FIRST_WAIT = 2.0
+PARENT_FIRST_WAIT = 0.5
 """Seconds a child not yet reporting ``ParentNotReady`` waits before it reports it."""
 
-PARENT_WAIT = 10.0
+PARENT_WAIT = 1.0
 """Seconds (at most half the attempt) a child waits for its parent before it gives up and is retried.
-Short enough that deleting a waiting child is not held up for long (Kopf runs one handler per object)."""
+Short on purpose: while a handler waits, a drain of its object (a move to another replica) and a
+deletion wait for it; a wait of 10 s delayed hand-overs by seconds in the replica and chaos tests."""
 
 
 @dataclass
