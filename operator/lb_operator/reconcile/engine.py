@@ -27,7 +27,6 @@ UID as a tag, so an object created just before a crash is found, not made twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -231,17 +230,12 @@ async def _parent(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: fl
     loop = asyncio.get_running_loop()
     give_up = loop.time() + min(patience, (deadline - loop.time()) / 2)
     while True:
-        with ctx.parents.expecting(ref) if ref is not None else _nothing() as changed:
+        with ctx.parents.expecting(ref) as changed:
             try:
                 return await adapter.parent(ctx, obj)
             except ParentNotReady:
                 if changed is None or not await until_set(changed, give_up):
                     raise
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
 
 
 async def _change(
@@ -337,9 +331,18 @@ def _updated(adapter: Adapter[C], ctx: Context, obj: Resource, changes: Any, res
         ctx.events(obj, "Normal", "Updated", f"updated {adapter.kind} in the cloud: {fields}")
 
 
+def _poll_pauses(ctx: Context) -> Iterator[float]:
+    """Pauses between reads of the cloud, which has no watch: 50 ms, a little longer each time, at most
+    ``ready_poll``."""
+    pause = 0.05
+    while True:
+        yield pause
+        pause = min(pause * 1.5, ctx.settings.ready_poll)
+
+
 async def until_settled(ctx: Context, load_balancer: str) -> LoadBalancer | None:
     """Read the load balancer until it is not ``changing``; ``None`` if it is gone. Bound it from outside."""
-    pause = 0.05
+    pauses = _poll_pauses(ctx)
     while True:
         try:
             found = await ctx.cloud.get_load_balancer(load_balancer)
@@ -347,8 +350,7 @@ async def until_settled(ctx: Context, load_balancer: str) -> LoadBalancer | None
             return None
         if found.status != "changing":
             return found
-        await asyncio.sleep(pause)  # the cloud has no watch: poll, a little slower each time
-        pause = min(pause * 1.5, ctx.settings.ready_poll)
+        await asyncio.sleep(next(pauses))
 
 
 async def _until_built(ctx: Context, created: LoadBalancer, deadline: float) -> LoadBalancer:
@@ -379,14 +381,13 @@ async def _settle_in_doubt(
     try:
         async with asyncio.timeout_at(loop.time() + ctx.settings.handler_timeout):
             load_balancer = _load_balancer_of(parent, current)
-            pause = 0.05
+            pauses = _poll_pauses(ctx)
             while load_balancer is None:  # a new load balancer: look until its creation lands
                 found = await adapter.find(ctx, obj, parent)
                 if isinstance(found, LoadBalancer):
                     load_balancer = found.uuid
                 else:
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 1.5, ctx.settings.ready_poll)
+                    await asyncio.sleep(next(pauses))
             await until_settled(ctx, load_balancer)
     except (TimeoutError, Busy) as error:
         logger.warning("%s: cannot tell whether the cloud settled (%s); releasing the lock", obj.ref, error)

@@ -85,13 +85,14 @@ class ParentWatch:
             event.set()
 
     @contextlib.contextmanager
-    def expecting(self, ref: Ref) -> Iterator[asyncio.Event | None]:
+    def expecting(self, ref: Ref | None) -> Iterator[asyncio.Event | None]:
         """Register interest in ``ref`` *before* reading it; the event is set when ``ref`` changes.
 
         Registering first means a change between the read and the wait is
-        never lost. ``None`` when nothing watches (no API: unit tests of the flow).
+        never lost. ``None`` when there is nothing to wait on: no ``ref`` (a parent named by cloud UUID),
+        or no API (unit tests of the flow).
         """
-        if self._objects is None:
+        if ref is None or self._objects is None:
             yield None
             return
         event = self._waiting.setdefault(ref, asyncio.Event())
