@@ -18,6 +18,7 @@ from lb_operator.cloud import Busy, Unauthorized
 from lb_operator.handlers import registration
 from lb_operator.reconcile.engine import Context, DeadlineExceeded
 from lb_operator.settings import OperatorSettings
+from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
 
 
 class Failing:
@@ -96,3 +97,43 @@ async def test_a_transient_problem_is_reported_once_not_on_every_retry(
 
     await _attempt(error, _body([first["Synced"]]), monkeypatch)  # the retry sees its own condition
     assert posted == [("Warning", reason)], "the same cause was posted twice"
+
+
+def _checked(
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    observed: int | None = 1,
+    ready: str = "Synced",
+    deleting: bool = False,
+) -> dict[str, Any]:
+    """A LoadBalancer as the drift-check timer sees it: handled at generation ``observed`` unless told."""
+    body = _body([{"type": "Ready", "status": "True", "reason": ready}])
+    metadata = body["metadata"]
+    metadata["labels"] = labels or {}
+    metadata["annotations"] = annotations or {}
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-12-02T00:00:00Z"
+    if observed is not None:
+        body["status"]["observedGeneration"] = observed
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "shard", "due"),
+    [
+        (_checked(), None, True),
+        (_checked({SHARD_LABEL: "me"}), "me", True),
+        (_checked(observed=None), None, False),  # never handled yet
+        (_checked(observed=0), None, False),  # its spec changed since
+        (_checked(annotations={"lboperator.dev/reconcile": "{}"}), None, False),  # its handler retries
+        (_checked(deleting=True), None, False),
+        (_checked(ready="CloudRejected"), None, False),
+        (_checked({SHARD_LABEL: "me", DRAIN_LABEL: "true"}), "me", False),  # being drained away
+        (_checked({SHARD_LABEL: "other"}), "me", False),  # gone to another replica
+        (_checked({}), "me", False),  # let go of
+    ],
+)
+def test_the_drift_check_looks_only_at_settled_objects_of_this_replica(
+    body: dict[str, Any], shard: str | None, due: bool
+) -> None:
+    assert registration.drift_check_due(body, shard) is due

@@ -17,9 +17,9 @@ import pytest
 from pydantic import SecretStr
 
 from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
-from lb_operator.cloud.models import LoadBalancerSpec, MemberUpdate
+from lb_operator.cloud.models import LoadBalancerSpec, LoadBalancerUpdate, MemberUpdate
 from lb_operator.reconcile import engine
-from lb_operator.reconcile.engine import BeingDeleted, Context, DeadlineExceeded, ParentNotReady
+from lb_operator.reconcile.engine import Context, DeadlineExceeded, NoLongerOurs, ParentNotReady
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
 from lb_operator.settings import OperatorSettings
@@ -150,8 +150,10 @@ async def test_a_drifted_member_is_set_back_and_reported(flow: Flow) -> None:
     member = await flow.reconcile(resource("LoadBalancerPoolMember", "m", spec))
     pool, uuid = str(made.status["uuid"]), str(member.status["uuid"])
     await flow.cloud.update_member(pool, uuid, MemberUpdate(name="edited-in-the-console", enabled=False))
+    checked = resource("LoadBalancerPoolMember", "m", spec, member.status)
+    flow.parents.objects[("LoadBalancerPoolMember", "shop", "m")] = checked  # as Kubernetes has it
 
-    again = await flow.reconcile(resource("LoadBalancerPoolMember", "m", spec, member.status), resync=True)
+    again = await flow.reconcile(checked, resync=True)
 
     current = await flow.cloud.get_member(pool, uuid)
     assert (current.name, current.enabled) == ("shop-m", True)
@@ -161,6 +163,20 @@ async def test_a_drifted_member_is_set_back_and_reported(flow: Flow) -> None:
         "DriftCorrected",
         "the cloud differed from the spec in: enabled, name; set back",
     ) in flow.events
+
+
+async def test_a_drift_check_leaves_alone_an_object_another_replica_owns_now(flow: Flow) -> None:
+    flow.ctx = dataclasses.replace(flow.ctx, shard="operator-0")
+    lb = await flow.running_lb()
+    await flow.cloud.update_load_balancer(str(lb.status["uuid"]), LoadBalancerUpdate(name="edited"))
+    # Kopf's timer still has the body from before the move; Kubernetes has the new owner's label.
+    flow.parents.objects[("LoadBalancer", "shop", "web")] = dataclasses.replace(lb, shard="operator-1")
+    before = flow.sim.stats()["mutations"]
+
+    with pytest.raises(NoLongerOurs):
+        await flow.reconcile(dataclasses.replace(lb, shard="operator-0"), resync=True)
+
+    assert flow.sim.stats()["mutations"] == before, "it corrected drift on an object not its own"
 
 
 async def test_in_sync_the_drift_check_changes_nothing(flow: Flow) -> None:
@@ -218,7 +234,7 @@ async def test_a_drift_check_never_re_creates_what_is_being_deleted(flow: Flow, 
     else:
         flow.parents.objects[ref] = dataclasses.replace(lb, deleting=True)
 
-    with pytest.raises(BeingDeleted):
+    with pytest.raises(NoLongerOurs):
         await flow.reconcile(lb, resync=True)  # the check read the object before the deletion began
 
     assert flow.sim.stats()["objects"]["load_balancers"] == 0

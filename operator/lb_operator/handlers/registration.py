@@ -34,9 +34,9 @@ from lb_operator.handlers.runtime import close_context, open_context
 from lb_operator.mutex import HoldLost, LockTimeout
 from lb_operator.reconcile import engine
 from lb_operator.reconcile.engine import (
-    BeingDeleted,
     Context,
     DeadlineExceeded,
+    NoLongerOurs,
     ParentNotReady,
     family_key,
 )
@@ -49,6 +49,9 @@ from lb_operator.sharding.replica import Replica
 
 logger = logging.getLogger(__name__)
 
+
+RESYNC_ID = "resync"
+"""The drift-check timer's handler id."""
 
 PARENT_RETRY = 0.2
 """Seconds before a child waiting for its parent looks again. Short: each attempt waits on the parent's
@@ -144,8 +147,8 @@ async def _reconcile(
             post_event(obj, "Warning", reason, str(error))
         status.write(patch, obj, ready=None, synced=(False, reason, str(error)))
         raise kopf.TemporaryError(str(error), delay=_backoff(ctx, retry)) from None
-    except BeingDeleted:
-        raise  # a drift check that found the object going: nothing to report
+    except NoLongerOurs:
+        raise  # a drift check that found the object going, or gone to another replica: nothing to report
     except Exception as error:
         # Not Kopf's silent default (a retry in 60 s): say what happened, and retry with the back-off.
         message = _unexpected(obj, error)
@@ -261,6 +264,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
 
 
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await _stop_orphaned_timers()
     replica: Replica | None = memo.get("replica")
     if replica is not None:
         await replica.stop()  # the member Lease last: survivors take over at once
@@ -274,30 +278,64 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-async def on_resync(body: Mapping[str, Any], patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
-    """The periodic drift check: the cloud is read again and set back to the spec if it drifted.
+def drift_check_due(body: Mapping[str, Any], shard: str | None) -> bool:
+    """Whether the periodic drift check looks at this object now; ``shard``: this replica's, if sharded.
 
     Left alone: an object no handler has reported on at its generation yet, one
     its change handler is still working on (Kopf keeps that handler's progress
-    in an annotation until it succeeds), and one whose spec the cloud rejected
-    (nothing changed that could fix it).
+    in an annotation until it succeeds), one being deleted (its delete handler
+    owns it), and one whose spec the cloud rejected (nothing changed that could
+    fix it). With sharding, also one not labelled for this replica, or being
+    drained away from it. Kopf sees an object leave the label-selected watch
+    as DELETED and forgets it, but keeps its timer running with the last body
+    it saw (the one before it left: still labelled for this replica when the
+    sharder moved it without a drain, from a replica it took for dead). So a
+    correction re-reads the object under the lock as well (``NoLongerOurs``).
     """
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     obj = Resource.from_body(body)
     if f"{GROUP}/reconcile" in annotations or obj.status.get("observedGeneration") != obj.generation:
-        return  # not handled yet at this generation, or its change handler is still retrying
-    if obj.deleting:
-        return  # its delete handler owns it
-    if obj.reason("Ready") == "CloudRejected" and obj.status.get("observedGeneration") == obj.generation:
+        return False
+    if obj.deleting or obj.reason("Ready") == "CloudRejected":
+        return False
+    if shard is not None:
+        return obj.shard == shard and not refuses(body)
+    return True
+
+
+async def on_resync(body: Mapping[str, Any], patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    """The periodic drift check: the cloud is read again and set back to the spec if it drifted."""
+    context: Context = memo["context"]
+    if not drift_check_due(body, context.shard):
         return
-    replica: Replica | None = memo.get("replica")
-    if replica is not None and refuses(body):
-        return  # moving to another replica, which checks it from now on
     async with _owned(memo, body):
         try:
             await _reconcile(body, patch, int(kwargs.get("retry") or 0), memo, resync=True)
-        except (BeingDeleted, kopf.PermanentError):
+        except (NoLongerOurs, kopf.PermanentError):
             return  # a rejected spec is reported in status; a permanently failed timer would never run again
+
+
+async def _stop_orphaned_timers() -> None:
+    """Cancel the drift-check timers Kopf left running for objects it forgot (see ``drift_check_due``).
+
+    Kopf stops at exit only the timers of objects it still remembers; it
+    then waits 5 s for any other task before it cancels it, so each moved
+    object's orphaned timer would hold up this replica's exit (and a rolling
+    restart) by that much. At cleanup, Kopf has stopped every timer it knows,
+    so any still running is such an orphan. Kopf names a timer's task
+    ``runner of <handler id>``.
+    """
+    current = asyncio.current_task()
+    orphans = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not current and task.get_name() == f"runner of {RESYNC_ID}" and not task.done()
+    ]
+    for task in orphans:
+        task.cancel()
+    if orphans:
+        await asyncio.wait(orphans, timeout=1.0)
+        logger.info("stopped %d drift-check timers of objects that moved to other replicas", len(orphans))
 
 
 class RetriesAreNotErrors(logging.Filter):
@@ -337,7 +375,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             VERSION,
             kind.plural,
             registry=registry,
-            id="resync",
+            id=RESYNC_ID,
             interval=settings.resync_interval,
             initial_delay=first_resync,
         )(on_resync)

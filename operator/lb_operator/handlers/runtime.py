@@ -112,6 +112,7 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
         events=events,
         api=api,
         parents=parents,
+        shard=settings.identity if settings.sharding and mutex is not None else None,
     )
 
 

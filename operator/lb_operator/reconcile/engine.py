@@ -56,8 +56,9 @@ class ParentNotReady(Exception):
     """The parent object is missing or not Ready yet: wait, do not call the cloud."""
 
 
-class BeingDeleted(Exception):
-    """A drift check found the object deleted (or being deleted) meanwhile: its delete handler owns it."""
+class NoLongerOurs(Exception):
+    """A drift check found, under the lock, the object deleted or being deleted (its delete handler owns it)
+    or labelled for another replica (which checks it from now on): it leaves the object alone."""
 
 
 class DeadlineExceeded(Exception):
@@ -87,6 +88,7 @@ class Context:
     events: EventSink = field(default=lambda *_: None)
     api: client.ApiClient | None = None  # owned here so it is closed with the rest
     parents: ParentWatch = field(default_factory=lambda: ParentWatch(None, []))
+    shard: str | None = None  # with sharding: the shard label of the objects this process owns
 
 
 @dataclass(frozen=True)
@@ -254,12 +256,15 @@ async def _change(
             changes = adapter.changes(obj, current) if current is not None else None
             if current is not None and changes is None:
                 return adapter.outcome(obj, current, parent)
-            if resync and current is None:
-                # Re-create only what is still wanted: a deletion may have begun since the check began,
-                # and its handler (which holds this lock while it deletes) must not be undone.
+            if resync:
+                # Correct only what is still wanted, and still ours: a deletion may have begun since the
+                # check began (its handler holds this lock while it deletes and must not be undone), or
+                # the object may have moved to another replica (Kopf keeps a forgotten object's timer).
                 now = await ctx.resources.get(obj.kind, obj.namespace, obj.name)
                 if now is None or now.deleting or now.uid != obj.uid:
-                    raise BeingDeleted(obj.ref)
+                    raise NoLongerOurs(f"{obj.ref} is being deleted")
+                if ctx.shard is not None and now.shard != ctx.shard:
+                    raise NoLongerOurs(f"{obj.ref} belongs to replica {now.shard} now")
             load_balancer = _load_balancer_of(parent, current)
             if load_balancer is not None:
                 await until_settled(ctx, load_balancer)  # never mutate while the cloud says `changing`

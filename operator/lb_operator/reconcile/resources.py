@@ -15,6 +15,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from lb_operator.api import GROUP, VERSION
 from lb_operator.api.kinds import ALL_KINDS
+from lb_operator.sharding import SHARD_LABEL
 
 _PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
 
@@ -31,6 +32,7 @@ class Resource:
     spec: Mapping[str, Any]
     status: Mapping[str, Any] = field(default_factory=dict)
     deleting: bool = False  # metadata.deletionTimestamp is set: its delete handler owns it now
+    shard: str | None = None  # the replica that owns it (its shard label), with sharding
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Resource:
@@ -44,6 +46,7 @@ class Resource:
             spec=dict(body.get("spec") or {}),
             status=dict(body.get("status") or {}),
             deleting=bool(metadata.get("deletionTimestamp")),
+            shard=(metadata.get("labels") or {}).get(SHARD_LABEL),
         )
 
     @property

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -108,11 +110,16 @@ def test_a_replica_stopped_gracefully_hands_its_objects_over_at_once(three: Repl
     leaving = _busiest(three)
     mine = {uid for uid, shard in three.owners().items() if shard == leaving}
     assert mine, "the leaving replica owned nothing: the test proves nothing"
+    process = three.replicas[leaving].process
     stopped_at = time.monotonic()
-    three.replicas[leaving].stop()  # SIGTERM, and wait for it to exit
+    process.send_signal(signal.SIGTERM)
     moved_after = _owned_by_survivors(three, leaving, mine) - stopped_at
-    print(f"graceful hand-over: {moved_after:.2f}s for {len(mine)} objects")
+    process.wait(timeout=30)
+    exited_after = time.monotonic() - stopped_at
+    print(f"graceful hand-over: {moved_after:.2f}s for {len(mine)} objects; exit after {exited_after:.2f}s")
     assert moved_after <= GRACE + 1, f"took {moved_after:.2f}s (shutdown grace {GRACE}s)"
+    # Kopf waits 5 s for tasks still running after cleanup (such as timers of objects it forgot)
+    assert exited_after <= GRACE + 3, f"the replica took {exited_after:.2f}s to exit"
     assert handled_by_two_at_once(three.journal) == []
     _the_survivors_work_on_what_moved(three, mine)
 
@@ -128,6 +135,48 @@ def test_a_killed_replicas_objects_move_within_the_member_lease(three: ReplicaFl
     print(f"crash hand-over: {moved_after:.2f}s for {len(mine)} objects (member lease {LEASE}s)")
     assert moved_after <= LEASE + 2, f"took {moved_after:.2f}s"
     _the_survivors_work_on_what_moved(three, mine)
+
+
+def test_a_replica_leaves_alone_what_moved_away_and_still_exits_at_once(crds: Cluster, logs: Path) -> None:
+    """Kopf forgets an object that leaves a replica's watch but keeps its drift-check timer running."""
+    pair = ReplicaFleet(crds, logs, lease_duration=LEASE, shutdown_grace=GRACE, resync_interval=1)
+    try:
+        first = pair.start("operator-0")
+        manifests = fleet(pair.namespace, 6, 1, 0)
+        pair.apply(manifests)
+        wait_for("the fleet to be Ready", lambda: pair.all_ready(len(manifests)), 120, interval=0.5)
+        second = pair.start("operator-1")
+        wait_for("half the fleet to move", lambda: settled(pair.objects(), set(pair.replicas)), 60)
+        moved_at = time.monotonic()
+        moved = {uid for uid, shard in pair.owners().items() if shard == "operator-1"}
+        assert moved, "nothing moved: the test proves nothing"
+
+        def runs(pid: int) -> Counter[str]:
+            """Handler runs per moved object in process ``pid`` since the move."""
+            entries = (json.loads(line) for line in pair.journal.read_text().splitlines())
+            return Counter(
+                e["uid"]
+                for e in entries
+                if e["event"] == "start" and e["pid"] == pid and e["t"] > moved_at and e["uid"] in moved
+            )
+
+        # Two drift checks of each moved object by its new owner: the old owner's timers, at the same
+        # interval, have fired by then too.
+        wait_for(
+            "the new owner to check each moved object twice",
+            lambda: len(moved) == sum(n >= 2 for n in runs(second.process.pid).values()),
+            60,
+            interval=0.5,
+        )
+        assert runs(first.process.pid) == {}, "the old owner still worked on objects that moved away"
+
+        # Their timers must not hold up its exit either (Kopf waits 5 s for tasks left after cleanup).
+        stopped_at = time.monotonic()
+        first.stop()
+        exited_after = time.monotonic() - stopped_at
+        assert exited_after <= GRACE + 3, f"the old owner took {exited_after:.2f}s to exit"
+    finally:
+        pair.stop()
 
 
 def _the_survivors_work_on_what_moved(three: ReplicaFleet, moved: set[str]) -> None:
