@@ -7,8 +7,8 @@ milliseconds of a clean hand-over and one lease duration after a crash
 
 Level-based: each pass lists the five kinds, computes each object's owner by
 rendezvous hashing of its root key over the live members, and writes only
-the labels that differ, each write carrying the resourceVersion it read (a
-conflict only means another pass). A pass runs on any change of an object
+the labels that differ, ``WRITE_CONCURRENCY`` at a time, each write carrying
+the resourceVersion it read (a conflict only means another pass). A pass runs on any change of an object
 or of a member Lease, and at the next predicted member expiry.
 
 Moves:
@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 SHARDER_KEY = "sharder"
 BATCH_WINDOW = 0.1
 """Seconds to gather more news after the first before a pass: a burst of events costs one pass."""
+WRITE_CONCURRENCY = 10
+"""Label writes in flight at once in a pass: a replica's crash moves all its objects in one pass."""
 _FOREVER = 10 * 365 * 24 * 3600.0
 
 
@@ -197,9 +199,7 @@ class Sharder:
         bodies = await self._list_all()
         self.passes += 1
         moves = plan(bodies, set(members))
-        for move in moves:
-            check()
-            await self._write(move)
+        await self._write_all(moves, check)
         if moves:
             logger.info(
                 "sharder: %d label writes for %d objects over members %s",
@@ -227,6 +227,24 @@ class Sharder:
         found = await list_objects(self._objects, self._namespaces)
         self.lists += len(ALL_KINDS) * len(scopes(self._namespaces))
         return [body for _, body in found]
+
+    async def _write_all(self, moves: list[Move], check: Callable[[], None]) -> None:
+        """Write ``moves``, ``WRITE_CONCURRENCY`` at a time (a dead replica's objects all move in one pass).
+
+        The first failure is raised once every write has ended: a lost lock
+        (``check``) or an API server that does not answer ends the pass.
+        """
+        slots = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+        async def write(move: Move) -> None:
+            async with slots:
+                check()
+                await self._write(move)
+
+        outcomes = await asyncio.gather(*(write(move) for move in moves), return_exceptions=True)
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failed is not None:
+            raise failed
 
     async def _write(self, move: Move) -> None:
         body = {"metadata": {"resourceVersion": move.resource_version, "labels": move.labels}}
