@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -258,9 +259,23 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
             context.settings.identity,
             context.settings.watch_namespaces,
             context.settings.nudge_interval,
+            functools.partial(_leaving, context),
         )
         replica.start()
         memo["replica"] = replica
+
+
+def _leaving(context: Context, body: Mapping[str, Any], going: bool) -> None:
+    """A drained object whose handler still runs: if it waits for its parent, it stops waiting now."""
+    obj = Resource.from_body(body)
+    if not going:
+        context.leaving.discard(obj.uid)
+        return
+    context.leaving.add(obj.uid)
+    adapter = ADAPTERS.get(obj.kind)
+    ref = adapter.parent_ref(obj) if adapter is not None else None
+    if ref is not None:
+        context.parents.wake(ref)
 
 
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:

@@ -68,13 +68,14 @@ class DeadlineExceeded(Exception):
         super().__init__(f"the attempt ran out of time while {doing}; it is retried")
 
 
-PARENT_FIRST_WAIT = 0.5
+PARENT_FIRST_WAIT = 2.0
 """Seconds a child not yet reporting ``ParentNotReady`` waits before it reports it."""
 
-PARENT_WAIT = 1.0
+PARENT_WAIT = 10.0
 """Seconds (at most half the attempt) a child waits for its parent before it gives up and is retried.
-Short on purpose: while a handler waits, a drain of its object (a move to another replica) and a
-deletion wait for it; a wait of 10 s delayed hand-overs by seconds in the replica and chaos tests."""
+Waiting here costs nothing; each retry costs Kopf's writes of status and progress, which loaded the API
+server when it was 1 s. A drain of the object cuts the wait short (``Context.leaving``); a deletion of
+a waiting child waits for it (Kopf runs one handler per object at a time)."""
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Context:
     api: client.ApiClient | None = None  # owned here so it is closed with the rest
     parents: ParentWatch = field(default_factory=lambda: ParentWatch(None, []))
     shard: str | None = None  # with sharding: the shard label of the objects this process owns
+    leaving: set[str] = field(default_factory=set)  # UIDs being drained away: their waits end at once
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,7 @@ async def _parent(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: fl
             try:
                 return await adapter.parent(ctx, obj)
             except ParentNotReady:
-                if changed is None or not await until_set(changed, give_up):
+                if changed is None or obj.uid in ctx.leaving or not await until_set(changed, give_up):
                     raise
 
 

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -39,9 +39,21 @@ def refuses(body: Mapping[str, Any]) -> bool:
 
 
 class Drainer:
-    """Counts this replica's running handlers per object, and acknowledges drains once they are done."""
+    """Counts this replica's running handlers per object, and acknowledges drains once they are done.
 
-    def __init__(self, api: client.ApiClient, identity: str, namespaces: list[str]) -> None:
+    ``leaving(body, True)`` is called when a drained object still has a
+    handler running (so a wait in it can end early), ``leaving(body, False)``
+    once none runs.
+    """
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        identity: str,
+        namespaces: list[str],
+        leaving: Callable[[Mapping[str, Any], bool], None] = lambda body, going: None,
+    ) -> None:
+        self._leaving = leaving
         self._objects = client.CustomObjectsApi(api)
         self._identity = identity
         self._namespaces = namespaces
@@ -106,7 +118,11 @@ class Drainer:
         uid, namespace, name = metadata["uid"], metadata["namespace"], metadata["name"]
         if self.busy(uid):
             idle = self._idle.setdefault(uid, asyncio.Event())
-            await idle.wait()
+            self._leaving(body, True)  # a handler waiting for a parent stops waiting
+            try:
+                await idle.wait()
+            finally:
+                self._leaving(body, False)
         version = metadata["resourceVersion"]
         while True:
             patch = {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from kubernetes.aio import client
 
@@ -41,11 +42,12 @@ class Replica:
         identity: str,
         namespaces: list[str],
         nudge_interval: float = 30.0,
+        leaving: Callable[[Mapping[str, Any], bool], None] = lambda body, going: None,
     ) -> None:
         self.identity = identity
         self.membership = Membership(mutex, identity)
         self.sharder = Sharder(api, mutex, namespaces)
-        self.drainer = Drainer(api, identity, namespaces)
+        self.drainer = Drainer(api, identity, namespaces, leaving)
         self.nudger = Nudger(api, identity, namespaces, self.drainer.busy, nudge_interval)
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -20,7 +20,8 @@ from kubernetes.aio import client, config
 from operator_harness import is_ready, wait_for
 
 from lb_operator.mutex import LeaseMutex
-from lb_operator.sharding import SHARD_LABEL
+from lb_operator.reconcile.engine import PARENT_WAIT
+from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
 from lb_operator.sharding.roots import root_of
 from lb_operator.testing import Cluster
 from lb_operator.testing.fleet import fleet
@@ -175,6 +176,41 @@ def test_a_replica_leaves_alone_what_moved_away_and_still_exits_at_once(crds: Cl
         first.stop()
         exited_after = time.monotonic() - stopped_at
         assert exited_after <= GRACE + 3, f"the old owner took {exited_after:.2f}s to exit"
+    finally:
+        pair.stop()
+
+
+def test_a_drain_cuts_short_a_handlers_wait_for_its_parent(crds: Cluster, logs: Path) -> None:
+    """Children wait up to PARENT_WAIT for their parent inside the handler; a move must not wait that long."""
+    pair = ReplicaFleet(crds, logs, lease_duration=LEASE)
+    try:
+        pair.start("operator-0")
+        orphans = [m for m in fleet(pair.namespace, 8, 1, 1) if m["kind"] != "LoadBalancer"]  # never Ready
+        pair.apply(orphans)
+
+        def all_waiting() -> bool:
+            found = pair.objects()
+            return len(found) == len(orphans) and all(
+                any(
+                    c["type"] == "Ready" and c.get("reason") == "ParentNotReady"
+                    for c in o.get("status", {}).get("conditions", [])
+                )
+                for o in found
+            )
+
+        wait_for("the children to wait for their parents", all_waiting, 60)
+        pair.start("operator-1")
+        wait_for(
+            "a drain to begin",
+            lambda: any(DRAIN_LABEL in (o["metadata"].get("labels") or {}) for o in pair.objects()),
+            60,
+            interval=0.1,
+        )
+        drain_seen = time.monotonic()
+        wait_for("every object with its owner", lambda: settled(pair.objects(), set(pair.replicas)), 60)
+        moved_after = time.monotonic() - drain_seen
+        print(f"drained {len(orphans)} waiting children in {moved_after:.2f}s (PARENT_WAIT {PARENT_WAIT:g}s)")
+        assert moved_after < PARENT_WAIT / 2, f"the move waited {moved_after:.2f}s for the parent waits"
     finally:
         pair.stop()
 
