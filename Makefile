@@ -4,8 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONTROLPLANE_BUILD := tools/controlplane/build.sh
+HELM_BUILD := tools/helm/build.sh
 
-.PHONY: setup test lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e clean
+.PHONY: setup test lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e image kind-e2e clean
 
 setup: $(STAMP)
 
@@ -23,6 +24,7 @@ lint: setup
 	$(BIN)/ruff check operator tests bench tools
 	$(BIN)/ruff format --check operator tests bench tools
 	$(BIN)/mypy
+	$(BIN)/hadolint --no-color Dockerfile
 
 format: setup
 	$(BIN)/ruff check --fix operator tests bench tools
@@ -34,17 +36,19 @@ unit: setup
 integration: setup binaries
 	$(BIN)/pytest tests/integration
 
-## binaries: build (or find cached) kube-apiserver, kubectl and etcd
+## binaries: build (or find cached) kube-apiserver, kubectl, etcd and helm
 binaries:
 	@$(CONTROLPLANE_BUILD) >/dev/null
+	@$(HELM_BUILD) >/dev/null
 
 ## demo: control plane + simulator + operator, apply examples/demo/, watch it become Ready (LBOP_KUBECONFIG: use that cluster)
 demo: setup binaries
 	$(BIN)/python -m lb_operator.testing.demo
 
-## crds: regenerate crds/ from operator/lb_operator/api/kinds.py (a test fails when crds/ is stale)
+## crds: regenerate crds/ and the chart's copy from operator/lb_operator/api/kinds.py (tests fail when stale)
 crds: setup
 	$(BIN)/python -m lb_operator.api crds
+	$(BIN)/python -m lb_operator.api charts/lb-operator/files/crds
 
 ## controlplane: run a local kube-apiserver + etcd in the foreground; prints `export KUBECONFIG=…`
 controlplane: setup binaries
@@ -60,3 +64,13 @@ bench-e2e: setup binaries
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+## image: build the container image lb-operator:<version> (needs Docker; IMAGE=… to name it otherwise)
+IMAGE ?= lb-operator:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	@command -v docker >/dev/null || { echo "make image: docker is not installed; the Dockerfile is linted by make lint (hadolint)" >&2; exit 1; }
+	docker build -t $(IMAGE) .
+
+## kind-e2e: kind cluster + image + helm install + the integration suite on it (needs Docker and kind)
+kind-e2e: setup binaries
+	LBOP_KIND_E2E=1 $(BIN)/pytest -rs tests/e2e

@@ -89,8 +89,17 @@ def _run() -> int:
     registry = kopf.OperatorRegistry()
     register(registry, settings)
     namespaces = settings.watch_namespaces
+    health = (
+        f"http://{settings.listen_address}:{settings.health_port}/healthz" if settings.health_port else None
+    )
     asyncio.run(
-        kopf.operator(registry=registry, clusterwide=not namespaces, namespaces=namespaces, standalone=True)
+        kopf.operator(
+            registry=registry,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            liveness_endpoint=health,
+        )
     )
     return 0
 

@@ -130,7 +130,8 @@ class OperatorSettings(BaseModel):
         default=300.0,
         gt=0,
         description="Seconds between drift checks of each object against the cloud (LBOP_RESYNC_INTERVAL), "
-        "jittered by ±10%: a changed or deleted cloud object is set back to its spec, and status "
+        "the first at a random point of the first interval so that checks spread evenly: a changed or "
+        "deleted cloud object is set back to its spec, and status "
         "(cloudStatus, monitorStatus) refreshed. One cloud read per object and interval; no lock when "
         "in sync.",
     )
@@ -138,6 +139,26 @@ class OperatorSettings(BaseModel):
         default=False,
         description="Benchmark baseline only (LBOP_GLOBAL_LOCK): every change of every object is "
         "serialized on one lock, as a single-mutex design would. Slow on purpose.",
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port serving Prometheus metrics at /metrics (LBOP_METRICS_PORT); 0: not served. "
+        "The Helm chart sets 9090.",
+    )
+    health_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port serving Kopf's health endpoint at /healthz for liveness and readiness probes "
+        "(LBOP_HEALTH_PORT); 0: not served. The Helm chart sets 8080.",
+    )
+    listen_address: str = Field(
+        default="0.0.0.0",
+        min_length=1,
+        description="Address the metrics and health ports listen on (LBOP_LISTEN_ADDRESS); 127.0.0.1 keeps "
+        "them on this machine.",
     )
     lease_duration: int = Field(
         default=15, ge=3, description="Seconds a lock Lease lasts without renewal (LBOP_LEASE_DURATION)."

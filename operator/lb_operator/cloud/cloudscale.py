@@ -29,6 +29,7 @@ import aiohttp
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from lb_operator import __version__
+from lb_operator.cloud import metrics
 from lb_operator.cloud.errors import Busy, CloudError, Invalid, NotFound, Unauthorized
 from lb_operator.cloud.models import (
     HealthMonitor,
@@ -277,6 +278,7 @@ class CloudscaleClient:
         )
         loop = asyncio.get_running_loop()
         started = loop.time()
+        outcome = "cancelled"
         # Failures are re-raised `from None`: the library's exceptions carry the request,
         # headers included, and the Authorization header must not travel with an error.
         try:
@@ -291,10 +293,16 @@ class CloudscaleClient:
                 status = response.status
                 reason = response.reason or ""
                 payload = await response.read()
+            outcome = str(status)
         except TimeoutError:
+            outcome = "timeout"
             raise Busy(operation, f"no complete answer within {self._settings.request_timeout:g}s") from None
         except aiohttp.ClientError as exc:
+            outcome = "connection"
             raise Busy(operation, f"{type(exc).__name__}: {exc}") from None
+        finally:
+            metrics.REQUESTS.labels(method=method, outcome=outcome).inc()
+            metrics.REQUEST_SECONDS.labels(method=method).observe(loop.time() - started)
         logger.debug("%s answered %d in %.3fs", operation, status, loop.time() - started)
         return status, reason, payload
 

@@ -26,11 +26,12 @@ from typing import Any
 
 import aiohttp
 import kopf
+from aiohttp import web
 from kubernetes.aio.client.exceptions import ApiException
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.cloud import CloudError, Invalid, NotFound
-from lb_operator.handlers import status
+from lb_operator.handlers import metrics, status
 from lb_operator.handlers.runtime import close_context, open_context
 from lb_operator.mutex import HoldLost, LockTimeout
 from lb_operator.reconcile import engine
@@ -117,8 +118,35 @@ async def on_change(
 async def _reconcile(
     body: Mapping[str, Any], patch: kopf.Patch, retry: int, memo: kopf.Memo, *, resync: bool = False
 ) -> None:
-    ctx: Context = memo["context"]
     obj = Resource.from_body(body)
+    outcome = "UnexpectedError"
+    try:
+        await _attempt(obj, patch, retry, memo, resync)
+        outcome = _reported(patch) or "Ready"
+    except NoLongerOurs:
+        outcome = "NoLongerOurs"
+        raise
+    except Exception:
+        outcome = _reported(patch) or outcome
+        raise
+    finally:
+        trigger = "resync" if resync else "change"
+        metrics.RECONCILES.labels(kind=obj.kind, trigger=trigger, outcome=outcome).inc()
+
+
+def _reported(patch: Mapping[str, Any]) -> str | None:
+    """What an attempt reported: the reason it is not Synced, else the reason it is not Ready, else None."""
+    conditions = {c.get("type"): c for c in (patch.get("status") or {}).get("conditions") or []}
+    for kind in ("Synced", "Ready"):
+        found = conditions.get(kind)
+        if found is not None and found.get("status") != "True":
+            return str(found.get("reason"))
+    return None
+
+
+async def _attempt(obj: Resource, patch: kopf.Patch, retry: int, memo: kopf.Memo, resync: bool) -> None:
+    """One reconcile attempt, reported in status and Events (Kopf retries what it raises)."""
+    ctx: Context = memo["context"]
     adapter = ADAPTERS[obj.kind]
     try:
         outcome = await engine.reconcile(adapter, ctx, obj, _deadline(ctx), resync=resync)
@@ -248,6 +276,8 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     settings.peering.standalone = True  # active-active replicas: Kopf peering would freeze equal peers
     context = await open_context(post_event)
     memo["context"] = context
+    if context.settings.metrics_port:
+        memo["metrics"] = await metrics.serve(context.settings.listen_address, context.settings.metrics_port)
     settings.queueing.exit_timeout = context.settings.shutdown_grace
     if context.settings.sharding and context.mutex is not None and context.api is not None:
         # Server-side: this replica's Kopf sees only the objects labelled for it.
@@ -286,6 +316,9 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
     context = memo.get("context")
     if context is not None:
         await close_context(context)
+    served: web.AppRunner | None = memo.get("metrics")
+    if served is not None:
+        await served.cleanup()
 
 
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -1,27 +1,35 @@
 """``make demo``: the whole product on one machine, with no cloud account and no Docker.
 
 Starts a local control plane (or uses the cluster of ``LBOP_KUBECONFIG``),
-the simulator and the operator; applies ``crds/`` and ``examples/demo/``;
-shows progress until every object is Ready; prints a summary; stops what it
-started, also on Ctrl-C. The last line is machine-readable:
-``RESULT objects=… ready=… seconds=… overlaps=… lock_waits=… events_per_object=… error_lines=…``.
+the simulator and three operator replicas as processes; applies ``crds/``
+and ``examples/demo/``; shows live progress until every object is Ready;
+then kills the replica that owns the most objects and shows the others take
+them over; prints a summary table; stops everything it started, also on
+Ctrl-C. The last line is machine-readable:
+``RESULT objects=… ready=… seconds=… overlaps=… lock_waits=… takeover_s=… events_per_object=… error_lines=…``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
+from lb_operator.sharding import SHARD_LABEL
 from lb_operator.testing.cluster import REPO_ROOT, Cluster, open_cluster
 from lb_operator.testing.processes import (
     OperatorProcess,
@@ -31,6 +39,8 @@ from lb_operator.testing.processes import (
 )
 
 NAMESPACE = "lb-demo"
+REPLICAS = 3
+LEASE = 5  # seconds: short, so the take-over shows within the demo (the product's default is 15)
 
 
 @contextmanager
@@ -43,6 +53,61 @@ def demo_cluster() -> Iterator[Cluster]:
         yield cluster
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Replica:
+    name: str
+    process: OperatorProcess
+    metrics_port: int
+
+    def metric(self, name: str, kinds: tuple[str, ...] = ("lb", "pool"), extra: str = "") -> float:
+        """The sum of a mutex metric's samples for lock ``kinds`` (and ``extra`` labels), as served now."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return 0.0
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name + "{")
+            and extra in line
+            and any(f'kind="{kind}"' in line for kind in kinds)
+        )
+
+
+@dataclass
+class Progress:
+    """One status line, redrawn in place on a terminal and printed every few seconds elsewhere."""
+
+    out: TextIO = sys.stdout
+    every: float = 5.0
+    _last: float = field(default=0.0)
+
+    def show(self, line: str, *, final: bool = False) -> None:
+        if self.out.isatty():
+            self.out.write("\r\033[K" + line + ("\n" if final else ""))
+            self.out.flush()
+        elif final or time.monotonic() - self._last >= self.every:
+            self.out.write(line + "\n")
+            self.out.flush()
+            self._last = time.monotonic()
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    filled = width * done // total if total else 0
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def _owners(found: list[dict[str, Any]]) -> Counter[str]:
+    return Counter((o["metadata"].get("labels") or {}).get(SHARD_LABEL) or "-" for o in found)
+
+
 def _events(cluster: Cluster) -> list[dict[str, Any]]:
     """The Events of the demo's namespace (what `kubectl describe` shows a person)."""
     events = cluster.kubectl("get", "events", "-n", NAMESPACE, "-o", "json")
@@ -52,58 +117,145 @@ def _events(cluster: Cluster) -> list[dict[str, Any]]:
     return items
 
 
+def _until(check: Callable[[], bool], timeout: float, alive: Callable[[], None]) -> bool:
+    """Poll ``check`` twice a second until it holds (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive()
+        if check():
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespace) -> tuple[str, bool]:
     say = print
     applied = cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
     if applied.returncode != 0:
         raise RuntimeError(f"applying crds/ failed: {applied.stderr}")
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    created = cluster.kubectl("apply", "-f", str(REPO_ROOT / "examples" / "demo" / "00-namespace.yaml"))
+    if created.returncode != 0:
+        raise RuntimeError(f"creating namespace {NAMESPACE} failed: {created.stderr}")
     simulator = SimulatorProcess(logs / "simulator.log", latency=args.latency)
     stack.callback(simulator.stop)
-    operator = OperatorProcess(cluster, simulator, logs / "operator.log", watch_namespaces=NAMESPACE)
-    stack.callback(operator.stop)
-    say(f"simulator at {simulator.url}; operator and simulator logs in {logs}")
+    replicas: dict[str, Replica] = {}
+    for n in range(REPLICAS):
+        name, port = f"operator-{n}", _free_port()
+        process = OperatorProcess(
+            cluster,
+            simulator,
+            logs / f"{name}.log",
+            identity=name,
+            namespace="default",  # the Leases: not in lb-demo, which is deleted while they are still in use
+            watch_namespaces=NAMESPACE,
+            lease_duration=LEASE,
+            metrics_port=port,
+            listen_address="127.0.0.1",
+        )
+        stack.callback(process.stop)
+        replicas[name] = Replica(name, process, port)
+    say(f"simulator at {simulator.url}; {REPLICAS} operator replicas; their logs in {logs}")
 
+    def alive() -> None:
+        for replica in replicas.values():
+            code = replica.process.process.poll()
+            if code is not None and replica.name != killed:
+                raise RuntimeError(f"{replica.name} exited with {code}; see {logs}/{replica.name}.log")
+
+    killed = ""
+    progress = Progress()
     started = time.monotonic()
     applied = cluster.kubectl("apply", "-f", str(REPO_ROOT / "examples" / "demo"), timeout=300)
     if applied.returncode != 0:
         raise RuntimeError(f"applying examples/demo/ failed: {applied.stderr}")
     total = ready = 0
-    while time.monotonic() - started < args.timeout:
+    found: list[dict[str, Any]] = []
+
+    def all_ready() -> bool:
+        nonlocal found, total, ready
         found = custom_objects(cluster, NAMESPACE)
         total, ready = len(found), sum(is_ready(o) for o in found)
         stats = simulator.stats()
-        say(
-            f"{time.monotonic() - started:6.1f}s  Ready {ready:4}/{total}  "
-            f"cloud mutations {stats['mutations']:4}  overlaps {stats['overlaps']}"
+        handovers = sum(r.metric("lbop_mutex_handovers_total") for r in replicas.values())
+        shares = " ".join(f"{name[-1]}:{n}" for name, n in sorted(_owners(found).items()))
+        progress.show(
+            f"{time.monotonic() - started:6.1f}s {_bar(ready, total)} Ready {ready}/{total}  "
+            f"lock hand-overs {handovers:.0f}  per replica {shares}  overlaps {stats['overlaps']}"
         )
-        if total and ready == total:
-            break
-        if operator.process.poll() is not None:
-            raise RuntimeError(
-                f"the operator exited with {operator.process.returncode}; see {logs}/operator.log"
-            )
-        time.sleep(1)
+        return bool(total) and ready == total
+
+    converged = _until(all_ready, args.timeout, alive)
     seconds = time.monotonic() - started
+    progress.show(f"{seconds:6.1f}s {_bar(ready, total)} Ready {ready}/{total}", final=True)
+    acquisitions = sum(r.metric("lbop_mutex_acquisitions_total") for r in replicas.values())
+    quick = sum(r.metric("lbop_mutex_wait_seconds_bucket", extra='le="0.1"') for r in replicas.values())
+    lock_waits = acquisitions - quick  # an uncontended acquisition is one Lease write, well under 0.1 s
+
+    takeover = float("nan")
+    if converged:
+        owned = _owners(found)
+        killed = max((name for name in replicas), key=lambda name: owned.get(name, 0))
+        mine = {
+            o["metadata"]["uid"]
+            for o in found
+            if (o["metadata"].get("labels") or {}).get(SHARD_LABEL) == killed
+        }
+        say(f"killing {killed} (SIGKILL), which owns {len(mine)} objects; the others take over ...")
+        replicas[killed].process.process.kill()
+        replicas[killed].process.process.wait()
+        killed_at = time.monotonic()
+        survivors = set(replicas) - {killed}
+
+        def taken_over() -> bool:
+            now = custom_objects(cluster, NAMESPACE)
+            owners = {o["metadata"]["uid"]: (o["metadata"].get("labels") or {}).get(SHARD_LABEL) for o in now}
+            return all(owners.get(uid) in survivors for uid in mine)
+
+        if _until(taken_over, 3 * LEASE + 30, alive):
+            takeover = time.monotonic() - killed_at
+        shares = ", ".join(
+            f"{name} {n}" for name, n in sorted(_owners(custom_objects(cluster, NAMESPACE)).items())
+        )
+        say(f"taken over in {takeover:.1f}s (member lease {LEASE}s); objects per replica now: {shares}")
+
     stats = simulator.stats()
     events = _events(cluster)
-    waits = sum(e["reason"] == "WaitingForLock" for e in events)
     posted = sum(e.get("count", 1) for e in events)
-    errors = sum(" ERROR " in line for line in (logs / "operator.log").read_text().splitlines())
+    errors = sum(
+        " ERROR " in line
+        for name in replicas
+        for line in (logs / f"{name}.log").read_text(errors="replace").splitlines()
+    )
+    rows = [
+        ("objects", f"{total}"),
+        ("Ready", f"{ready} in {seconds:.1f}s"),
+        ("cloud mutations", f"{stats['mutations']}"),
+        ("cloud overlaps", f"{stats['overlaps']} (must be 0)"),
+        ("load-balancer locks taken", f"{acquisitions:.0f}"),
+        ("  of them waited > 0.1 s", f"{lock_waits:.0f} (another change of the same tree went first)"),
+        ("take-over after a kill", f"{takeover:.1f}s for {REPLICAS - 1} survivors"),
+        ("Events per object", f"{posted / max(total, 1):.2f}"),
+        ("ERROR lines in the logs", f"{errors}"),
+    ]
     say("")
-    say(f"objects: {total}, Ready: {ready}, in {seconds:.1f}s")
-    say(f"cloud: {stats['mutations']} mutations, {stats['overlaps']} overlaps (must be 0)")
-    say(f"Events: {posted} for {total} objects ({posted / max(total, 1):.2f} each), {waits} WaitingForLock")
-    say(f"ERROR lines in the operator's log: {errors}")
+    for label, value in rows:
+        say(f"  {label:32} {value}")
+    say("")
     if cluster.control_plane is None:  # a cluster we did not start: leave it as we found it
         say("deleting the demo objects from the cluster ...")
-        cluster.kubectl("delete", "-f", str(REPO_ROOT / "examples" / "demo"), "--timeout=300s", timeout=320)
+        # The objects first, while the replicas can still take locks; the namespace without waiting
+        # (a control plane without kube-controller-manager never finishes deleting a namespace).
+        demo = REPO_ROOT / "examples" / "demo"
+        cluster.kubectl("delete", "-f", str(demo / "10-fleet.yaml"), "--timeout=300s", timeout=320)
+        cluster.kubectl("delete", "-f", str(demo / "00-namespace.yaml"), "--wait=false")
     overlaps = stats["overlaps"]
     line = (
-        f"RESULT objects={total} ready={ready} seconds={seconds:.1f} overlaps={overlaps} lock_waits={waits} "
+        f"RESULT objects={total} ready={ready} seconds={seconds:.1f} overlaps={overlaps} "
+        f"lock_waits={lock_waits:.0f} takeover_s={takeover:.1f} "
         f"events_per_object={posted / max(total, 1):.2f} error_lines={errors}"
     )
-    return line, bool(total) and ready == total and overlaps == 0
+    return line, converged and overlaps == 0 and not math.isnan(takeover)
 
 
 def main() -> int:
@@ -121,7 +273,7 @@ def main() -> int:
         with demo_cluster() as cluster, ExitStack() as stack:
             result, ok = _run(cluster, logs, stack, args)
     except KeyboardInterrupt:
-        print("interrupted: stopped everything the demo started", file=sys.stderr)
+        print("\ninterrupted: stopped everything the demo started", file=sys.stderr)
         return 130
     print(result)
     return 0 if ok else 1

@@ -1,0 +1,34 @@
+"""`make demo` as a newcomer runs it: three replicas, the fleet Ready, a replica killed and taken over."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from lb_operator.testing import Cluster
+
+
+@pytest.mark.timeout(900)
+def test_the_demo_runs_to_its_summary_with_no_overlaps_and_a_take_over(crds: Cluster) -> None:
+    env = {**os.environ, "LBOP_KUBECONFIG": str(crds.kubeconfig)}  # the suite's cluster: start no other
+    done = subprocess.run(
+        [sys.executable, "-m", "lb_operator.testing.demo", "--latency", "0.05", "--timeout", "240"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    print(done.stdout[-3000:], done.stderr[-3000:])
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = done.stdout.strip().splitlines()[-1]
+    fields = dict(re.findall(r"(\w+)=(\S+)", result))
+    assert result.startswith("RESULT "), result
+    assert fields["objects"] == fields["ready"] == "130", result
+    assert fields["overlaps"] == "0", result
+    assert float(fields["takeover_s"]) > 0, result  # a number: the killed replica's objects moved
+    assert "take-over after a kill" in done.stdout
