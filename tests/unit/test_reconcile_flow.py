@@ -238,3 +238,25 @@ async def test_a_drift_check_never_re_creates_what_is_being_deleted(flow: Flow, 
         await flow.reconcile(lb, resync=True)  # the check read the object before the deletion began
 
     assert flow.sim.stats()["objects"]["load_balancers"] == 0
+
+
+@pytest.mark.parametrize("cidrs", [["10.0.0.5/24", "1.1.1.1"], ["2001:db8::1/64", "192.0.2.0/24"]])
+async def test_a_listener_in_sync_sends_no_change_whatever_form_its_cidrs_are_written_in(
+    flow: Flow, cidrs: list[str]
+) -> None:
+    await flow.running_lb()
+    pool_spec = {"loadBalancerRef": {"name": "web"}, "algorithm": "round_robin", "protocol": "tcp"}
+    made = await flow.reconcile(resource("LoadBalancerPool", "p", pool_spec))
+    flow.parents.objects[("LoadBalancerPool", "shop", "p")] = resource(
+        "LoadBalancerPool", "p", pool_spec, {**made.status, **READY}
+    )
+    spec = {"poolRef": {"name": "p"}, "protocolPort": 80, "allowedCIDRs": cidrs}
+    listener = await flow.reconcile(resource("LoadBalancerListener", "l", spec))
+    stored = (await flow.cloud.get_listener(str(listener.status["uuid"]))).allowed_cidrs
+    assert stored != cidrs, "the simulator no longer normalizes CIDRs: this test proves nothing"
+    before = flow.sim.stats()["mutations"]
+
+    again = await flow.reconcile(resource("LoadBalancerListener", "l", spec, listener.status))
+
+    assert again.ready
+    assert flow.sim.stats()["mutations"] == before, "an in-sync listener was changed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
+from ipaddress import ip_network
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -293,6 +294,16 @@ class Members(_PoolChild):
         return Outcome(status, True, *IN_SYNC)
 
 
+def same_networks(current: list[str], wanted: list[str]) -> bool:
+    """Whether two lists of CIDRs name the same networks (``10.0.0.5/24`` is ``10.0.0.0/24``, ``1.1.1.1`` is
+    ``1.1.1.1/32``, order aside). An API may store them normalized and echo that form back; comparing the
+    text would find drift in every check and send a change each time."""
+    try:
+        return {ip_network(c, strict=False) for c in current} == {ip_network(c, strict=False) for c in wanted}
+    except ValueError:
+        return current == wanted  # not networks: the cloud decides what they mean
+
+
 def _listener_fields(obj: Resource) -> dict[str, Any]:
     return {
         "name": obj.cloud_name,
@@ -317,7 +328,10 @@ class Listeners(_PoolChild):
         return await ctx.cloud.create_listener(ListenerSpec(pool=pool, **_listener_fields(obj)))
 
     def changes(self, obj: Resource, current: Listener) -> ListenerUpdate | None:
-        return diff(ListenerUpdate, current, _listener_fields(obj))
+        wanted = _listener_fields(obj)
+        if same_networks(current.allowed_cidrs, wanted["allowed_cidrs"]):
+            wanted["allowed_cidrs"] = current.allowed_cidrs  # the same networks, written another way
+        return diff(ListenerUpdate, current, wanted)
 
     async def update(self, ctx: Context, current: Listener, changes: ListenerUpdate) -> None:
         await ctx.cloud.update_listener(current.uuid, changes)
