@@ -27,6 +27,10 @@ def _manifest(kind: str, name: str, namespace: str, spec: dict[str, object]) -> 
 VALID = [
     ("LoadBalancer", {"zone": "lpg1"}),
     ("LoadBalancer", {"zone": "rma1", "vipAddresses": [{"subnetUUID": SUBNET, "address": "10.0.0.5"}]}),
+    (
+        "LoadBalancer",
+        {"zone": "rma1", "vipAddresses": [{"address": "10.0.0.6"}]},
+    ),  # the cloud finds its subnet
     ("LoadBalancerPool", {"loadBalancerRef": {"name": "web"}, "algorithm": "round_robin", "protocol": "tcp"}),
     (
         "LoadBalancerPoolMember",
@@ -45,6 +49,11 @@ VALID = [
 INVALID = [
     ("LoadBalancer", {}, "spec.zone: Required value"),
     ("LoadBalancer", {"zone": "LPG 1"}, "spec.zone: Invalid value"),
+    (
+        "LoadBalancer",
+        {"zone": "lpg1", "vipAddresses": [{}]},
+        "give a VIP's subnetUUID, its address, or both",
+    ),
     (
         "LoadBalancer",
         {"zone": "lpg1", "vipAddresses": [{"subnetUUID": "not-a-uuid"}]},

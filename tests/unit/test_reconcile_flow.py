@@ -260,3 +260,12 @@ async def test_a_listener_in_sync_sends_no_change_whatever_form_its_cidrs_are_wr
 
     assert again.ready
     assert flow.sim.stats()["mutations"] == before, "an in-sync listener was changed"
+
+
+async def test_a_load_balancer_gets_a_vip_given_by_its_address_alone(flow: Flow) -> None:
+    spec = {"zone": "lpg1", "vipAddresses": [{"address": "10.0.0.7"}]}
+    outcome = await flow.reconcile(resource("LoadBalancer", "private", spec))
+    assert outcome.ready
+    vips = outcome.status["vipAddresses"]
+    assert [v["address"] for v in vips] == ["10.0.0.7"]
+    assert vips[0]["subnetUUID"], "the cloud names the subnet it found"

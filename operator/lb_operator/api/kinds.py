@@ -109,10 +109,18 @@ LOAD_BALANCER = Kind(
                 obj(
                     "One virtual IP.",
                     {
-                        "subnetUUID": uuid("UUID of the subnet the VIP lives in."),
-                        "address": ip_address("The VIP; chosen by the cloud when left out."),
+                        "subnetUUID": uuid(
+                            "UUID of the subnet the VIP lives in; found by the cloud from "
+                            "`address` when left out."
+                        ),
+                        "address": ip_address("The VIP; chosen by the cloud in `subnetUUID` when left out."),
                     },
-                    required=["subnetUUID"],
+                    rules=[
+                        {
+                            "rule": "has(self.subnetUUID) || has(self.address)",
+                            "message": "give a VIP's subnetUUID, its address, or both",
+                        }
+                    ],
                 ),
                 max_items=8,
             ),

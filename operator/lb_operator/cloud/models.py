@@ -21,7 +21,7 @@ from datetime import datetime
 from ipaddress import ip_address
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Tags = dict[str, str]
 """Free-form string metadata on every kind; lists can be filtered by tags."""
@@ -125,10 +125,17 @@ class LoadBalancer(_Read):
 
 
 class VipAddressSpec(_Write):
-    """A VIP in a private subnet; leave ``vip_addresses`` out entirely for public addresses."""
+    """A VIP in a private subnet, by subnet, address or both (the provider's schema makes each optional);
+    leave ``vip_addresses`` out entirely for public addresses."""
 
-    subnet: Uuid
+    subnet: Uuid | None = None
     address: str | None = None
+
+    @model_validator(mode="after")
+    def _subnet_or_address(self) -> VipAddressSpec:
+        if self.subnet is None and self.address is None:
+            raise ValueError("a VIP needs its subnet, its address, or both")
+        return self
 
     @field_validator("address")
     @classmethod

@@ -107,7 +107,7 @@ class LoadBalancers:
 
     async def create(self, ctx: Context, obj: Resource, parent: Parent | None) -> LoadBalancer:
         vips = [
-            VipAddressSpec(subnet=vip["subnetUUID"], address=vip.get("address"))
+            VipAddressSpec(subnet=vip.get("subnetUUID"), address=vip.get("address"))
             for vip in obj.spec.get("vipAddresses") or []
         ]
         spec = LoadBalancerSpec(

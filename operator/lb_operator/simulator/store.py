@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any, Literal
 
 from lb_operator.simulator.validation import HTTP_TYPES, Errors, http_defaults
@@ -38,6 +38,14 @@ STATE_FORMAT = 1
 # Public VIPs come from ranges that route nowhere (RFC 6598 and RFC 3849), so nobody mistakes them.
 _PUBLIC_V4 = int(IPv4Address("100.64.0.0"))
 _PRIVATE_V4 = int(IPv4Address("10.0.0.0"))
+
+
+def _subnet_of(address: str) -> str:
+    """A stable made-up subnet UUID for a VIP given by address alone: one per /24 (IPv4) or /64 (IPv6)."""
+    prefix = 24 if ip_address(address).version == 4 else 64
+    return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, str(ip_network(f"{address}/{prefix}", strict=False))))
+
+
 _PUBLIC_V6 = int(IPv6Address("2001:db8::"))
 _PUBLIC_SUBNETS = {
     4: {"uuid": "00000000-0000-4000-8000-000000000004", "cidr": "100.64.0.0/10"},
@@ -198,11 +206,13 @@ class Store:
             for item in requested:
                 self._vips_handed_out += 1
                 address = item.get("address") or str(IPv4Address(_PRIVATE_V4 + self._vips_handed_out))
+                # Given by address alone: the cloud finds the subnet; here, one made up per /24 (or /64).
+                subnet = item.get("subnet") or _subnet_of(address)
                 vips.append(
                     {
                         "version": ip_address(address).version,
                         "address": address,
-                        "subnet": {"uuid": item["subnet"], "cidr": None},
+                        "subnet": {"uuid": subnet, "cidr": None},
                     }
                 )
             return vips

@@ -210,13 +210,15 @@ def tags(value: Any) -> dict[str, str]:
 
 
 def vip_addresses(value: Any) -> list[dict[str, Any]]:
-    """A list of ``{subnet, address?}``; errors as a list of per-item dicts."""
+    """A list of ``{subnet?, address?}``, at least one of the two; errors as a list of per-item dicts."""
     if not isinstance(value, list):
         raise FieldInvalid([f'Expected a list of items but got type "{_type(value)}".'])
     out: list[dict[str, Any]] = []
     errors: list[Errors] = []
     for item in value:
         clean, item_errors = validate(VIP_ADDRESS, item, partial=False)
+        if not item_errors and clean.get("subnet") is None and clean.get("address") is None:
+            item_errors = {"non_field_errors": ["Either subnet or address is required."]}  # inferred
         out.append(clean)
         errors.append(item_errors)
     if any(errors):
@@ -247,7 +249,7 @@ def url_path(value: Any) -> str:
 PORT = integer(1, 65535)
 
 VIP_ADDRESS: Schema = {
-    "subnet": Field(uuid, required=True),
+    "subnet": Field(uuid, nullable=True),
     "address": Field(ip, nullable=True),
 }
 

@@ -40,6 +40,11 @@ async def test_required_fields_are_named_one_by_one(start_simulator: StartSimula
         ),
         (
             "load-balancers",
+            {**LB, "vip_addresses": [{}]},
+            {"vip_addresses": [{"non_field_errors": ["Either subnet or address is required."]}]},
+        ),
+        (
+            "load-balancers",
             {**LB, "tags": ["a"]},
             {"tags": ['Expected a dictionary of items but got type "list".']},
         ),
@@ -95,6 +100,7 @@ async def test_required_fields_are_named_one_by_one(start_simulator: StartSimula
         "blank_name",
         "null_name",
         "nested_vip",
+        "vip_without_subnet_or_address",
         "tags_type",
         "listener_enum_and_range",
         "cidr",
