@@ -16,7 +16,7 @@ import pytest
 
 from lb_operator.cloud import Busy, Unauthorized
 from lb_operator.handlers import registration
-from lb_operator.reconcile.engine import Context, DeadlineExceeded
+from lb_operator.reconcile.engine import Context, DeadlineExceeded, Outcome
 from lb_operator.settings import OperatorSettings
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
 
@@ -137,3 +137,22 @@ def test_the_drift_check_looks_only_at_settled_objects_of_this_replica(
     body: dict[str, Any], shard: str | None, due: bool
 ) -> None:
     assert registration.drift_check_due(body, shard) is due
+
+
+async def test_a_degraded_load_balancer_is_a_warning_once_and_looked_at_again_later(
+    posted: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def degraded(*_: Any, **__: Any) -> Outcome:
+        return Outcome({"uuid": "lb-1", "cloudStatus": "error"}, False, "Degraded", "it is `error`")
+
+    monkeypatch.setattr(registration.engine, "reconcile", degraded)
+    patch: dict[str, Any] = {}
+    with pytest.raises(kopf.TemporaryError) as retry:
+        await registration._reconcile(_body(), patch, 0, _memo())  # type: ignore[arg-type]
+    assert retry.value.delay == registration.DEGRADED_RECHECK
+    assert posted == [("Warning", "Degraded")]
+    ready = next(c for c in patch["status"]["conditions"] if c["type"] == "Ready")
+
+    with pytest.raises(kopf.TemporaryError):  # still degraded at the next look: no second Event
+        await registration._reconcile(_body([ready]), {}, 1, _memo())  # type: ignore[arg-type]
+    assert posted == [("Warning", "Degraded")]

@@ -269,3 +269,27 @@ async def test_a_load_balancer_gets_a_vip_given_by_its_address_alone(flow: Flow)
     vips = outcome.status["vipAddresses"]
     assert [v["address"] for v in vips] == ["10.0.0.7"]
     assert vips[0]["subnetUUID"], "the cloud names the subnet it found"
+
+
+@pytest.mark.parametrize("cloud_status", ["error", "degraded"])
+async def test_a_load_balancer_in_error_says_so_and_its_children_are_still_reconciled(
+    flow: Flow, cloud_status: str
+) -> None:
+    lb = await flow.running_lb()
+    flow.sim.store.set_status(str(lb.status["uuid"]), cloud_status)  # e.g. all its members went down
+
+    outcome = await flow.reconcile(lb)
+    assert not outcome.ready
+    assert outcome.reason == "Degraded"
+    assert cloud_status in outcome.message
+    degraded = resource("LoadBalancer", "web", lb.spec, {**outcome.status, **_condition(False, "Degraded")})
+    flow.parents.objects[("LoadBalancer", "shop", "web")] = degraded
+
+    pool_spec = {"loadBalancerRef": {"name": "web"}, "algorithm": "round_robin", "protocol": "tcp"}
+    pool = await flow.reconcile(resource("LoadBalancerPool", "p", pool_spec))  # the repair must get through
+    assert pool.ready
+    assert flow.sim.stats()["objects"]["pools"] == 1
+
+
+def _condition(ready: bool, reason: str) -> dict[str, Any]:
+    return {"conditions": [{"type": "Ready", "status": str(ready), "reason": reason}]}

@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 RESYNC_ID = "resync"
 """The drift-check timer's handler id."""
 
+DEGRADED_RECHECK = 30.0
+"""Seconds between looks at a load balancer the cloud reports `degraded` or `error`."""
+
 PARENT_RETRY = 0.2
 """Seconds before a child waiting for its parent looks again. Short: each attempt waits on the parent's
 watch itself (woken at once when it changes), so this only bridges the gap between attempts."""
@@ -193,8 +196,13 @@ async def _attempt(obj: Resource, patch: kopf.Patch, retry: int, memo: kopf.Memo
     )
     if not resync or any(obj.status.get(key) != value for key, value in fresh["status"].items()):
         patch.update(fresh)  # a drift check that found all as it was writes nothing
+    if outcome.reason == "Degraded" and obj.reason("Ready") != "Degraded":
+        logger.warning("%s: %s", obj.ref, outcome.message)
+        post_event(obj, "Warning", "Degraded", outcome.message)  # once: when it turns degraded
     if not outcome.ready:
-        raise kopf.TemporaryError(outcome.message, delay=ctx.settings.ready_poll)
+        # Being built: look again soon. Degraded: it may stay so for hours; look again now and then.
+        delay = DEGRADED_RECHECK if outcome.reason == "Degraded" else ctx.settings.ready_poll
+        raise kopf.TemporaryError(outcome.message, delay=delay)
 
 
 KUBERNETES_TRANSIENT = (ApiException, aiohttp.ClientError, ConnectionError)

@@ -141,6 +141,15 @@ class LoadBalancers:
         built = obj.is_ready() and obj.status.get("uuid") == current.uuid
         if current.status == "running" or (current.status == "changing" and built):
             return Outcome(status, True, *IN_SYNC)
+        if current.status in DEGRADED:
+            # Also when all its members are down: its children must still get the changes that repair it.
+            return Outcome(
+                status,
+                False,
+                "Degraded",
+                f"the cloud reports the load balancer `{current.status}`; its pools, members, listeners "
+                "and monitors are still reconciled",
+            )
         return Outcome(
             status, False, "Provisioning", f"the cloud is building the load balancer ({current.status})"
         )
@@ -166,7 +175,8 @@ class Pools:
             lb = await ctx.resources.get("LoadBalancer", obj.namespace, ref["name"])
             if lb is None:
                 raise ParentNotReady(f"LoadBalancer {obj.namespace}/{ref['name']} does not exist (yet)")
-            if not lb.is_ready() or not lb.status.get("uuid"):
+            usable = lb.is_ready() or lb.reason("Ready") == "Degraded"  # degraded: the children repair it
+            if not usable or not lb.status.get("uuid"):
                 raise ParentNotReady(f"LoadBalancer {obj.namespace}/{ref['name']} is not Ready yet")
             return Parent(load_balancer=str(lb.status["uuid"]), family=family_key(obj.namespace, ref["name"]))
         uuid = str(obj.spec["loadBalancerUUID"])
@@ -174,7 +184,7 @@ class Pools:
             cloud_lb = await ctx.cloud.get_load_balancer(uuid)
         except NotFound:
             raise ParentNotReady(f"load balancer {uuid} does not exist in the cloud") from None
-        if cloud_lb.status != "running":
+        if cloud_lb.status != "running" and cloud_lb.status not in DEGRADED:
             raise ParentNotReady(f"load balancer {uuid} is {cloud_lb.status}, not running yet")
         return Parent(load_balancer=uuid, family=family_of(cloud_lb))
 
@@ -292,6 +302,11 @@ class Members(_PoolChild):
     def outcome(self, obj: Resource, current: Member, parent: Parent | None) -> Outcome:
         status = {**self._status(current), "monitorStatus": current.monitor_status}
         return Outcome(status, True, *IN_SYNC)
+
+
+DEGRADED = frozenset({"degraded", "error"})
+"""Cloud statuses of a built load balancer that is not healthy; changes under it still go through (the
+cluster-api provider's rule: wait only while it is ``changing``)."""
 
 
 def same_networks(current: list[str], wanted: list[str]) -> bool:
