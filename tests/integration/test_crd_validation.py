@@ -44,6 +44,12 @@ VALID = [
         "LoadBalancerHealthMonitor",
         {"poolRef": {"name": "p"}, "type": "http", "http": {"urlPath": "/healthz"}},
     ),
+    ("LoadBalancerPool", {"loadBalancerRef": {"name": "dns"}, "algorithm": "round_robin", "protocol": "udp"}),
+    ("LoadBalancerListener", {"poolRef": {"name": "dns"}, "protocol": "udp", "protocolPort": 53}),
+    (
+        "LoadBalancerHealthMonitor",
+        {"poolRef": {"name": "dns"}, "type": "udp-connect", "delaySeconds": 3, "timeoutSeconds": 2},
+    ),
 ]
 
 INVALID = [
@@ -86,8 +92,8 @@ INVALID = [
     ),
     (
         "LoadBalancerPool",
-        {"loadBalancerRef": {"name": "a"}, "algorithm": "round_robin", "protocol": "udp"},
-        'spec.protocol: Unsupported value: "udp"',
+        {"loadBalancerRef": {"name": "a"}, "algorithm": "round_robin", "protocol": "sctp"},
+        'spec.protocol: Unsupported value: "sctp"',
     ),
     (
         "LoadBalancerPoolMember",
@@ -111,8 +117,13 @@ INVALID = [
     ),
     (
         "LoadBalancerListener",
-        {"poolRef": {"name": "p"}, "protocolPort": 80, "protocol": "udp"},
-        'spec.protocol: Unsupported value: "udp"',
+        {"poolRef": {"name": "p"}, "protocolPort": 80, "protocol": "sctp"},
+        'spec.protocol: Unsupported value: "sctp"',
+    ),
+    (
+        "LoadBalancerHealthMonitor",
+        {"poolRef": {"name": "p"}, "type": "udp-connect"},  # the default delay of 2 s is too short
+        "a udp-connect monitor needs delaySeconds of at least 3",
     ),
     (
         "LoadBalancerListener",

@@ -170,8 +170,9 @@ POOL = Kind(
                 "How connections are spread over members.", ["round_robin", "least_connections", "source_ip"]
             ),
             "protocol": enum(
-                "Protocol spoken to members: plain `tcp`, or with a PROXY protocol header.",
-                ["tcp", "proxy", "proxyv2"],
+                "Protocol spoken to members: plain `tcp`, `tcp` with a PROXY protocol header (`proxy`, "
+                "`proxyv2`), or `udp` (for `udp` listeners, e.g. DNS).",
+                ["tcp", "proxy", "proxyv2", "udp"],
             ),
             "tags": tags(),
         },
@@ -241,7 +242,12 @@ LISTENER = Kind(
         "The listener wanted in the cloud.",
         {
             **_LISTENER_PARENT,
-            "protocol": enum("Protocol of the listener.", ["tcp"], default="tcp"),
+            "protocol": enum(
+                "Protocol of the listener: `tcp`, or `udp` (its pool must be `udp` too). A `tcp` and a "
+                "`udp` listener may share a port.",
+                ["tcp", "udp"],
+                default="tcp",
+            ),
             "protocolPort": port("Port the load balancer listens on."),
             "allowedCIDRs": array(
                 "Clients allowed to connect; everyone when empty.", cidr("A client network."), max_items=64
@@ -279,7 +285,10 @@ HEALTH_MONITOR = Kind(
         "The health monitor wanted in the cloud.",
         {
             **_MONITOR_PARENT,
-            "type": enum("How members are checked.", ["ping", "tcp", "http", "https", "tls-hello"]),
+            "type": enum(
+                "How members are checked; `udp-connect` for `udp` pools (needs delaySeconds ≥ 3).",
+                ["ping", "tcp", "http", "https", "tls-hello", "udp-connect"],
+            ),
             "delaySeconds": integer("Seconds between two checks.", 1, 3600, default=2),
             "timeoutSeconds": integer("Seconds a check may take.", 1, 3600, default=1),
             "upThreshold": integer("Successful checks before a member is up.", 1, 10, default=2),
@@ -314,6 +323,11 @@ HEALTH_MONITOR = Kind(
             {
                 "rule": "self.timeoutSeconds <= self.delaySeconds",
                 "message": "timeoutSeconds must not exceed delaySeconds",
+            },
+            {
+                "rule": "self.type != 'udp-connect' || self.delaySeconds >= 3",
+                "message": "a udp-connect monitor needs delaySeconds of at least 3 (e.g. delaySeconds: 3, "
+                "timeoutSeconds: 2)",
             },
             {
                 "rule": "!has(self.http) || !has(oldSelf.http) || !has(self.http.version) || "

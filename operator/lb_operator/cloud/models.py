@@ -27,9 +27,9 @@ Tags = dict[str, str]
 """Free-form string metadata on every kind; lists can be filtered by tags."""
 
 Algorithm = Literal["round_robin", "least_connections", "source_ip"]
-PoolProtocol = Literal["tcp", "proxy", "proxyv2"]
-ListenerProtocol = Literal["tcp"]
-MonitorType = Literal["ping", "tcp", "http", "https", "tls-hello"]
+PoolProtocol = Literal["tcp", "proxy", "proxyv2", "udp"]
+ListenerProtocol = Literal["tcp", "udp"]
+MonitorType = Literal["ping", "tcp", "http", "https", "tls-hello", "udp-connect"]
 HttpMethod = Literal["CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"]
 HttpVersion = Literal["1.0", "1.1"]
 

@@ -40,6 +40,13 @@ _PUBLIC_V4 = int(IPv4Address("100.64.0.0"))
 _PRIVATE_V4 = int(IPv4Address("10.0.0.0"))
 
 
+def _protocols_fit(listener: str, pool: str) -> Errors:
+    """A ``udp`` listener forwards to a ``udp`` pool, a ``tcp`` one to a TCP pool (``tcp``, ``proxy``…)."""
+    if (listener == "udp") != (pool == "udp"):
+        return {"protocol": [f'A "{listener}" listener cannot forward to a "{pool}" pool.']}
+    return {}
+
+
 def _subnet_of(address: str) -> str:
     """A stable made-up subnet UUID for a VIP given by address alone: one per /24 (IPv4) or /64 (IPv6)."""
     prefix = 24 if ip_address(address).version == 4 else 64
@@ -111,22 +118,30 @@ class Store:
             elif kind == "health_monitor" and any(self.find("health_monitor", pool=values["pool"])):
                 errors["pool"] = ["This pool already has a health monitor; a pool can have only one."]
             elif kind == "listener":
-                errors.update(self._port_taken(parent["load_balancer"], values["protocol_port"], None))
+                errors.update(self._port_taken(parent["load_balancer"], values, None))
+                errors.update(_protocols_fit(values["protocol"], parent["protocol"]))
         if kind == "member" and (pool is None or pool not in self.objects["pool"]):
             errors["pool"] = _missing(str(pool))
         return errors
 
     def check_update(self, kind: Kind, record: Mapping[str, Any], values: Mapping[str, Any]) -> Errors:
         """The same rules for a change of ``record`` to ``values``."""
-        if kind == "listener" and "protocol_port" in values:
-            return self._port_taken(record["load_balancer"], values["protocol_port"], record["uuid"])
+        if kind == "listener" and ("protocol_port" in values or "protocol" in values):
+            merged = {**record, **values}
+            errors = self._port_taken(record["load_balancer"], merged, record["uuid"])
+            pool = self.get("pool", record["pool"]) if record.get("pool") else None
+            if pool is not None:
+                errors.update(_protocols_fit(merged["protocol"], pool["protocol"]))
+            return errors
         return {}
 
-    def _port_taken(self, load_balancer: str, port: int, myself: str | None) -> Errors:
+    def _port_taken(self, load_balancer: str, listener: Mapping[str, Any], myself: str | None) -> Errors:
+        """A port is taken per protocol: a TCP and a UDP listener may share one (DNS on 53)."""
+        port, protocol = listener["protocol_port"], listener["protocol"]
         for other in self.objects["listener"].values():
             same_place = other["load_balancer"] == load_balancer and other["protocol_port"] == port
-            if same_place and other["uuid"] != myself:
-                return {"protocol_port": [f"Port {port} is already used by another listener."]}
+            if same_place and other["protocol"] == protocol and other["uuid"] != myself:
+                return {"protocol_port": [f"Port {port}/{protocol} is already used by another listener."]}
         return {}
 
     # --- changing ----------------------------------------------------------------------------

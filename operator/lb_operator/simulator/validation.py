@@ -316,6 +316,8 @@ def check_health_monitor(merged: Mapping[str, Any]) -> Errors:
     errors: Errors = {}
     if merged["timeout_s"] > merged["delay_s"]:
         errors["timeout_s"] = ["Must not be greater than delay_s."]
+    if merged["type"] == "udp-connect" and merged["delay_s"] < 3:
+        errors["delay_s"] = ["Must be at least 3 for udp-connect."]  # Octavia's rule; cloudscale runs it
     http = merged.get("http")
     if http is not None and merged["type"] not in HTTP_TYPES:
         errors["http"] = [f"Only allowed for the types {', '.join(HTTP_TYPES)}."]

@@ -18,6 +18,7 @@ from operator_harness import Operator, Simulator, is_ready, objects, wait_for
 from lb_operator.mutex import KEY_ANNOTATION, LOCK_LABEL, LeaseMutex
 from lb_operator.reconcile.engine import family_key
 from lb_operator.testing import Cluster
+from lb_operator.testing.cluster import REPO_ROOT
 from lb_operator.testing.fleet import fleet, to_yaml
 from lb_operator.testing.processes import SIMULATOR_TOKEN
 
@@ -349,3 +350,42 @@ def test_two_replicas_reconciling_one_new_load_balancer_at_once_create_it_once(
     ]
     assert len(made) == 1, f"one LoadBalancer object, {len(made)} cloud load balancers"
     assert ended_with == {made[0]["uuid"]}
+
+
+def test_the_udp_example_becomes_ready_dns_on_53_over_udp_and_tcp(
+    crds: Cluster, ns: str, simulator: Simulator, operator: Operator
+) -> None:
+    example = REPO_ROOT / "examples" / "udp"
+    applied = crds.kubectl("apply", "-n", ns, "-f", str(example))
+    assert applied.returncode == 0, applied.stderr
+    wait_for("the UDP example to be Ready", lambda: _all_ready(crds, ns, 8), 120)
+    listeners = simulator.list("load-balancers/listeners")
+    ports = sorted((item["protocol"], item["protocol_port"]) for item in listeners)
+    assert ports == [("tcp", 53), ("udp", 53)]
+    pools = {item["name"]: item["protocol"] for item in simulator.list("load-balancers/pools")}
+    assert pools == {f"{ns}-dns-udp": "udp", f"{ns}-dns-tcp": "tcp"}
+    (monitor,) = simulator.list("load-balancers/health-monitors")
+    assert (monitor["type"], monitor["delay_s"], monitor["timeout_s"]) == ("udp-connect", 3, 2)
+
+
+def test_a_udp_listener_on_a_tcp_pool_is_reported_as_the_clouds_rejection(
+    crds: Cluster, ns: str, simulator: Simulator, operator: Operator
+) -> None:
+    tcp_fleet = fleet(ns, 1, 1, 0)  # a tcp pool with a tcp listener and a monitor
+    wrong = {
+        "apiVersion": "lboperator.dev/v1alpha1",
+        "kind": "LoadBalancerListener",
+        "metadata": {"name": "dns", "namespace": ns},
+        "spec": {"poolRef": {"name": "lb0-pool0"}, "protocol": "udp", "protocolPort": 53},
+    }
+    _apply(crds, [*tcp_fleet, wrong])
+
+    def rejected() -> bool:
+        found = {o["metadata"]["name"]: o for o in objects(crds, ns)}
+        conditions = found.get("dns", {}).get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c.get("reason") == "CloudRejected" for c in conditions)
+
+    wait_for("the udp listener to be rejected", rejected, 120)
+    dns = next(o for o in objects(crds, ns) if o["metadata"]["name"] == "dns")
+    ready = next(c for c in dns["status"]["conditions"] if c["type"] == "Ready")
+    assert '"udp" listener cannot forward to a "tcp" pool' in ready["message"], ready["message"]

@@ -50,9 +50,9 @@ async def test_required_fields_are_named_one_by_one(start_simulator: StartSimula
         ),
         (
             "load-balancers/listeners",
-            {"name": "l", "pool": "{pool}", "protocol": "udp", "protocol_port": 0},
+            {"name": "l", "pool": "{pool}", "protocol": "sctp", "protocol_port": 0},
             {
-                "protocol": ['"udp" is not a valid choice.'],
+                "protocol": ['"sctp" is not a valid choice.'],
                 "protocol_port": ["Ensure this value is greater than or equal to 1."],
             },
         ),
@@ -150,6 +150,30 @@ async def test_a_listener_port_is_used_once_per_load_balancer(start_simulator: S
     assert (status, list(body)) == (400, ["protocol_port"])
     status, _ = await api.patch(f"load-balancers/listeners/{s.listener}", {"protocol_port": 80})
     assert status == 204  # keeping its own port is fine
+
+
+async def test_udp_listens_beside_tcp_and_only_to_udp_pools(start_simulator: StartSimulator) -> None:
+    sim, api = await start_simulator(latency=0)
+    s = seed(sim)  # a tcp pool, and its tcp listener on port 80
+    status, body = await api.post(
+        "load-balancers/pools",
+        {"name": "dns", "load_balancer": s.load_balancer, "algorithm": "round_robin", "protocol": "udp"},
+    )
+    assert status == 201, body
+    udp_pool = body["uuid"]
+    udp = {"name": "dns", "pool": udp_pool, "protocol": "udp", "protocol_port": 80}
+    status, body = await api.post("load-balancers/listeners", udp)  # 80/udp beside 80/tcp
+    assert status == 201, body
+    assert (await api.post("load-balancers/listeners", {**udp, "name": "again"}))[0] == 400  # 80/udp twice
+    status, body = await api.post("load-balancers/listeners", {**udp, "pool": s.pool, "protocol_port": 53})
+    assert (status, list(body)) == (400, ["protocol"]), body  # udp to a tcp pool
+    monitor = {"pool": udp_pool, "type": "udp-connect", "delay_s": 2, "timeout_s": 2}
+    assert await api.post("load-balancers/health-monitors", monitor) == (
+        400,
+        {"delay_s": ["Must be at least 3 for udp-connect."]},
+    )
+    status, body = await api.post("load-balancers/health-monitors", {**monitor, "delay_s": 3})
+    assert status == 201, body
 
 
 async def test_only_updatable_fields_may_be_patched(start_simulator: StartSimulator) -> None:
