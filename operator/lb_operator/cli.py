@@ -89,9 +89,8 @@ def _run() -> int:
     registry = kopf.OperatorRegistry()
     register(registry, settings)
     namespaces = settings.watch_namespaces
-    health = (
-        f"http://{settings.listen_address}:{settings.health_port}/healthz" if settings.health_port else None
-    )
+    host = f"[{settings.listen_address}]" if ":" in settings.listen_address else settings.listen_address
+    health = f"http://{host}:{settings.health_port}/healthz" if settings.health_port else None
     asyncio.run(
         kopf.operator(
             registry=registry,

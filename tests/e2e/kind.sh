@@ -16,19 +16,26 @@ docker info >/dev/null 2>&1 || { echo "kind-e2e SKIPPED: the Docker daemon is no
 
 cluster=${KIND_CLUSTER:-lbop-e2e}
 workdir=$(mktemp -d)
+created=""
+cleanup() {
+  # Only a cluster this run created, and only unless asked to keep it.
+  if [ -n "$created" ] && [ "${KEEP_CLUSTER:-}" != 1 ]; then
+    kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+
 kubeconfig=$workdir/kubeconfig
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 image=lb-operator:$version
 helm=$(tools/helm/build.sh)
 kubectl=${LBOP_KUBECTL:-$(tools/controlplane/build.sh)/kubectl}
 
-cleanup() {
-  if [ "${KEEP_CLUSTER:-}" != 1 ]; then kind delete cluster --name "$cluster" >/dev/null 2>&1 || true; fi
-  rm -rf "$workdir"
-}
-trap cleanup EXIT
-
-kind get clusters | grep -qx "$cluster" || kind create cluster --name "$cluster" --wait 120s
+if ! kind get clusters | grep -qx "$cluster"; then
+  kind create cluster --name "$cluster" --wait 120s
+  created=1
+fi
 kind get kubeconfig --name "$cluster" >"$kubeconfig"
 docker build -t "$image" .
 kind load docker-image "$image" --name "$cluster"

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import kopf
 import pytest
+from prometheus_client import REGISTRY
 
 from lb_operator.cloud import Busy, Unauthorized
 from lb_operator.handlers import registration
@@ -151,6 +152,11 @@ async def test_a_degraded_load_balancer_is_a_warning_once_and_looked_at_again_la
         await registration._reconcile(_body(), patch, 0, _memo())  # type: ignore[arg-type]
     assert retry.value.delay == registration.DEGRADED_RECHECK
     assert posted == [("Warning", "Degraded")]
+    counted = REGISTRY.get_sample_value(
+        "lbop_reconciles_total", {"kind": "LoadBalancer", "trigger": "change", "outcome": "Degraded"}
+    )
+    assert counted is not None
+    assert counted >= 1
     ready = next(c for c in patch["status"]["conditions"] if c["type"] == "Ready")
 
     with pytest.raises(kopf.TemporaryError):  # still degraded at the next look: no second Event

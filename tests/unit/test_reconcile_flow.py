@@ -293,3 +293,25 @@ async def test_a_load_balancer_in_error_says_so_and_its_children_are_still_recon
 
 def _condition(ready: bool, reason: str) -> dict[str, Any]:
     return {"conditions": [{"type": "Ready", "status": str(ready), "reason": reason}]}
+
+
+async def test_a_degraded_load_balancer_changing_under_a_repair_stays_degraded_not_provisioning(
+    flow: Flow,
+) -> None:
+    lb = await flow.running_lb()
+    degraded = resource("LoadBalancer", "web", lb.spec, {**lb.status, **_condition(False, "Degraded")})
+    flow.sim.store.set_status(str(lb.status["uuid"]), "changing")  # a member change under it is applied
+    outcome = await flow.reconcile(degraded)
+    assert (outcome.ready, outcome.reason) == (False, "Degraded")
+
+
+async def test_a_drift_check_leaves_alone_an_object_whose_spec_changed_since_it_began(flow: Flow) -> None:
+    lb = await flow.running_lb()
+    await flow.cloud.update_load_balancer(str(lb.status["uuid"]), LoadBalancerUpdate(name="edited"))
+    # Kopf's forgotten timer holds generation 1; Kubernetes has generation 2 (its owner handles that).
+    flow.parents.objects[("LoadBalancer", "shop", "web")] = dataclasses.replace(lb, generation=2)
+    before = flow.sim.stats()["mutations"]
+
+    with pytest.raises(NoLongerOurs):
+        await flow.reconcile(lb, resync=True)
+    assert flow.sim.stats()["mutations"] == before

@@ -21,6 +21,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,38 +123,37 @@ async def _reconcile(
     body: Mapping[str, Any], patch: kopf.Patch, retry: int, memo: kopf.Memo, *, resync: bool = False
 ) -> None:
     obj = Resource.from_body(body)
-    outcome = "UnexpectedError"
+    counted = _Counted()
     try:
-        await _attempt(obj, patch, retry, memo, resync)
-        outcome = _reported(patch) or "Ready"
+        await _attempt(obj, patch, retry, memo, resync, counted)
     except NoLongerOurs:
-        outcome = "NoLongerOurs"
+        counted.outcome = "NoLongerOurs"
         raise
-    except Exception:
-        outcome = _reported(patch) or outcome
+    except asyncio.CancelledError:
+        counted.outcome = "Cancelled"  # Kopf's shutdown cancelled it
         raise
     finally:
         trigger = "resync" if resync else "change"
-        metrics.RECONCILES.labels(kind=obj.kind, trigger=trigger, outcome=outcome).inc()
+        metrics.RECONCILES.labels(kind=obj.kind, trigger=trigger, outcome=counted.outcome).inc()
 
 
-def _reported(patch: Mapping[str, Any]) -> str | None:
-    """What an attempt reported: the reason it is not Synced, else the reason it is not Ready, else None."""
-    conditions = {c.get("type"): c for c in (patch.get("status") or {}).get("conditions") or []}
-    for kind in ("Synced", "Ready"):
-        found = conditions.get(kind)
-        if found is not None and found.get("status") != "True":
-            return str(found.get("reason"))
-    return None
+@dataclass
+class _Counted:
+    """The outcome label of one attempt in ``lbop_reconciles_total``, set where the attempt ends."""
+
+    outcome: str = "UnexpectedError"
 
 
-async def _attempt(obj: Resource, patch: kopf.Patch, retry: int, memo: kopf.Memo, resync: bool) -> None:
+async def _attempt(
+    obj: Resource, patch: kopf.Patch, retry: int, memo: kopf.Memo, resync: bool, counted: _Counted
+) -> None:
     """One reconcile attempt, reported in status and Events (Kopf retries what it raises)."""
     ctx: Context = memo["context"]
     adapter = ADAPTERS[obj.kind]
     try:
         outcome = await engine.reconcile(adapter, ctx, obj, _deadline(ctx), resync=resync)
     except ParentNotReady as error:
+        counted.outcome = "ParentNotReady"
         # Normal waiting: the condition says what it waits for; INFO logs, no Event (nothing to act on),
         # and a quick look again (every attempt after the first waits for the parent's watch event itself).
         status.write(
@@ -164,6 +164,7 @@ async def _attempt(obj: Resource, patch: kopf.Patch, retry: int, memo: kopf.Memo
         )
         raise kopf.TemporaryError(str(error), delay=PARENT_RETRY) from None
     except Invalid as error:
+        counted.outcome = "CloudRejected"
         status.write(
             patch,
             obj,
@@ -173,7 +174,7 @@ async def _attempt(obj: Resource, patch: kopf.Patch, retry: int, memo: kopf.Memo
         post_event(obj, "Warning", "CloudRejected", str(error))
         raise kopf.PermanentError(f"the cloud rejected the spec: {error}") from None
     except (CloudError, LockTimeout, HoldLost, DeadlineExceeded, *KUBERNETES_TRANSIENT) as error:
-        reason = _transient_reason(error)
+        reason = counted.outcome = _transient_reason(error)
         if obj.reason("Synced") != reason:  # once per cause: a retry of the same problem stays quiet
             logger.warning("%s: %s", obj.ref, error)
             post_event(obj, "Warning", reason, str(error))
@@ -186,6 +187,7 @@ async def _attempt(obj: Resource, patch: kopf.Patch, retry: int, memo: kopf.Memo
         message = _unexpected(obj, error)
         status.write(patch, obj, ready=None, synced=(False, "UnexpectedError", message))
         raise kopf.TemporaryError(message, delay=_backoff(ctx, retry)) from None
+    counted.outcome = "Ready" if outcome.ready else outcome.reason
     fresh: dict[str, Any] = {}
     status.write(
         fresh,
@@ -195,6 +197,9 @@ async def _attempt(obj: Resource, patch: kopf.Patch, retry: int, memo: kopf.Memo
         fields=outcome.status,
     )
     if not resync or any(obj.status.get(key) != value for key, value in fresh["status"].items()):
+        if resync and not await _still_ours(ctx, obj):
+            counted.outcome = "NoLongerOurs"
+            return  # the timer of a copy Kopf forgot: the owner reports on the object
         patch.update(fresh)  # a drift check that found all as it was writes nothing
     if outcome.reason == "Degraded" and obj.reason("Ready") != "Degraded":
         logger.warning("%s: %s", obj.ref, outcome.message)
@@ -203,6 +208,28 @@ async def _attempt(obj: Resource, patch: kopf.Patch, retry: int, memo: kopf.Memo
         # Being built: look again soon. Degraded: it may stay so for hours; look again now and then.
         delay = DEGRADED_RECHECK if outcome.reason == "Degraded" else ctx.settings.ready_poll
         raise kopf.TemporaryError(outcome.message, delay=delay)
+
+
+async def _still_ours(ctx: Context, obj: Resource) -> bool:
+    """Whether a drift check may write status: the object, read again, is the one it checked and ours.
+
+    Kopf keeps the timer of an object that left this replica's watch, with the
+    body from before; its status (an old ``observedGeneration`` among it) must
+    not overwrite what the owner wrote. When the read fails, it writes nothing
+    this time.
+    """
+    try:
+        async with asyncio.timeout(ctx.settings.cloud_request_timeout):
+            now = await ctx.resources.get(obj.kind, obj.namespace, obj.name)
+    except (*KUBERNETES_TRANSIENT, TimeoutError):
+        return False
+    return (
+        now is not None
+        and not now.deleting
+        and now.uid == obj.uid
+        and now.generation == obj.generation
+        and (ctx.shard is None or now.shard == ctx.shard)
+    )
 
 
 KUBERNETES_TRANSIENT = (ApiException, aiohttp.ClientError, ConnectionError)
@@ -282,10 +309,15 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.loggers = False  # Events are our own (kopf.event), one per cause; never log lines
     settings.peering.standalone = True  # active-active replicas: Kopf peering would freeze equal peers
-    context = await open_context(post_event)
+    context: Context = memo.get("context") or await open_context(post_event)  # once, should Kopf retry
     memo["context"] = context
-    if context.settings.metrics_port:
-        memo["metrics"] = await metrics.serve(context.settings.listen_address, context.settings.metrics_port)
+    if context.settings.metrics_port and "metrics" not in memo:
+        address, port = context.settings.listen_address, context.settings.metrics_port
+        try:
+            memo["metrics"] = await metrics.serve(address, port)
+        except OSError as error:  # e.g. the port is taken: say so and stop, rather than retry for ever
+            problem = f"cannot serve metrics on {address}:{port} (LBOP_METRICS_PORT): {error}"
+            raise kopf.PermanentError(problem) from None
     settings.queueing.exit_timeout = context.settings.shutdown_grace
     if context.settings.sharding and context.mutex is not None and context.api is not None:
         # Server-side: this replica's Kopf sees only the objects labelled for it.

@@ -267,6 +267,8 @@ async def _change(
                     raise NoLongerOurs(f"{obj.ref} is being deleted")
                 if ctx.shard is not None and now.shard != ctx.shard:
                     raise NoLongerOurs(f"{obj.ref} belongs to replica {now.shard} now")
+                if now.generation != obj.generation:  # e.g. the timer of a forgotten copy: its spec is old
+                    raise NoLongerOurs(f"{obj.ref} changed since the check began")
             load_balancer = _load_balancer_of(parent, current)
             if load_balancer is not None:
                 await until_settled(ctx, load_balancer)  # never mutate while the cloud says `changing`

@@ -138,9 +138,13 @@ class LoadBalancers:
         }
         # `changing` is the build of a new load balancer, but also any later change under a built one,
         # which keeps serving meanwhile: that must not make it (and so its children) not Ready.
-        built = obj.is_ready() and obj.status.get("uuid") == current.uuid
-        if current.status == "running" or (current.status == "changing" and built):
+        serving = obj.is_ready() or obj.reason("Ready") == "Degraded"
+        built = serving and obj.status.get("uuid") == current.uuid
+        if current.status == "running" or (current.status == "changing" and built and obj.is_ready()):
             return Outcome(status, True, *IN_SYNC)
+        if current.status == "changing" and built:  # a change under a degraded one: still degraded
+            message = "the load balancer was degraded before this change began; it is `changing` now"
+            return Outcome(status, False, "Degraded", message)
         if current.status in DEGRADED:
             # Also when all its members are down: its children must still get the changes that repair it.
             return Outcome(

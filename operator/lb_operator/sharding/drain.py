@@ -118,8 +118,8 @@ class Drainer:
         uid, namespace, name = metadata["uid"], metadata["namespace"], metadata["name"]
         if self.busy(uid):
             idle = self._idle.setdefault(uid, asyncio.Event())
-            self._leaving(body, True)  # a handler waiting for a parent stops waiting
             try:
+                self._leaving(body, True)  # a handler waiting for a parent stops waiting
                 await idle.wait()
             finally:
                 self._leaving(body, False)

@@ -63,6 +63,9 @@ def test_the_chart_lints_clean(helm: Path) -> None:
         ("image.digest=sha256:short", "digest"),
         ("metrics.port=70000", "port"),
         ("replicas=3", "replicas"),  # a misspelt key is refused, not ignored
+        ("cloud.url=http://localhost.evil.example/v1", "/cloud/url"),
+        ("shutdownGrace=0", "shutdownGrace"),
+        ("health.port=9090", "must differ"),
     ],
 )
 def test_the_values_schema_refuses_bad_values(helm: Path, value: str, complaint: str) -> None:
