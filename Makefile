@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONTROLPLANE_BUILD := tools/controlplane/build.sh
 HELM_BUILD := tools/helm/build.sh
 
-.PHONY: setup test lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e image kind-e2e clean
+.PHONY: setup test test-modes lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e image kind-e2e clean
 
 setup: $(STAMP)
 
@@ -64,6 +64,11 @@ bench-e2e: setup binaries
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+## test-modes: the operator's integration tests against the simulator's serialize and async modes too
+test-modes: setup binaries
+	LBOP_TEST_SIMULATOR_MODE=serialize $(BIN)/pytest tests/integration/operator tests/chaos
+	LBOP_TEST_SIMULATOR_MODE=async $(BIN)/pytest tests/integration/operator tests/chaos
 
 ## image: build the container image lb-operator:<version> (needs Docker; IMAGE=… to name it otherwise)
 IMAGE ?= lb-operator:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)

@@ -3,7 +3,8 @@
 The default backend for the demo and the tests, and for anyone trying the
 operator without a cloud account. It fails the way real clouds do when two
 changes hit one load balancer at once (409), or queues them (``serialize``
-mode), and counts every such overlap — the oracle that the operator's
+mode), or answers first and stays ``changing`` afterwards (``async`` mode),
+and counts every such overlap — the oracle that the operator's
 Lease mutex works. See ``docs/backends.md``.
 
 Run it with ``lb-operator simulator`` or, in tests,

@@ -256,6 +256,8 @@ class SimulatedAPI:
                     "retry when it is done."
                 },
             ) from None
+        if self.settings.mode == "async":
+            return await self._change_answered_first(change, apply)
         outcome = "aborted"
         keeps_holding = False
         try:
@@ -272,6 +274,22 @@ class SimulatedAPI:
                 self.sim.provision(change)
             else:
                 self.gate.leave(change, outcome)
+
+    async def _change_answered_first(
+        self, change: Change, apply: Callable[[], tuple[web.StreamResponse, bool]]
+    ) -> web.StreamResponse:
+        """``async`` mode: apply and answer now; the load balancer reads ``changing`` for ``latency``."""
+        try:
+            response, keeps_holding = apply()
+            await self.sim.save()
+        except BaseException as error:
+            self.gate.leave(change, str(error.status) if isinstance(error, Refusal) else "aborted")
+            raise
+        if keeps_holding:
+            self.sim.provision(change)  # a new load balancer: busy until it is running
+        else:
+            self.sim.hold(change)
+        return response
 
     def _arrival(self, load_balancer: str, kind: Kind, op: str, uuid: str) -> Change:
         return Change(load_balancer, kind, op, uuid, arrived=asyncio.get_running_loop().time())

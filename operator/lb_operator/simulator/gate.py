@@ -102,7 +102,7 @@ class ChangeGate:
         if waiting:
             self.overlaps += 1
             self.overlaps_by_load_balancer[key] += 1
-            if self.mode == "reject":
+            if self.mode in ("reject", "async"):
                 change.end = change.arrived
                 change.outcome = "rejected: overlap"
                 self.log.append(change)

@@ -114,6 +114,20 @@ class Simulator:
     ) -> None:
         await self.stop()
 
+    def hold(self, change: Change) -> None:
+        """``async`` mode: ``change`` was answered already; its load balancer stays busy for ``latency``."""
+        task = asyncio.create_task(self._release_later(change), name=f"apply {change.load_balancer}")
+        self._provisioning.add(task)
+        task.add_done_callback(self._provisioning.discard)
+
+    async def _release_later(self, change: Change) -> None:
+        outcome = "aborted"
+        try:
+            await asyncio.sleep(self.settings.latency)
+            outcome = "ok"
+        finally:
+            self.gate.leave(change, outcome)
+
     def provision(self, change: Change) -> None:
         """Take over a new load balancer: busy until it is ``running``, ``lb_ready_delay`` from now."""
         task = asyncio.create_task(self._become_running(change), name=f"provision {change.load_balancer}")

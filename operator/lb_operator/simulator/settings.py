@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-Mode = Literal["reject", "serialize"]
+Mode = Literal["reject", "serialize", "async"]
 Method = Literal["GET", "POST", "PATCH", "DELETE"]
 
 
@@ -17,7 +17,10 @@ class SimulatorSettings(BaseModel):
     ``mode`` decides what happens to a change that arrives while another
     change under the same load balancer is in flight: ``reject`` answers 409
     (like cloudscale/Octavia), ``serialize`` queues it (a cloud that is merely
-    slow). Either way it is counted as an overlap.
+    slow: "processes requests serially, per load balancer"). Either way it is
+    counted as an overlap. ``async`` answers a change at once and keeps its
+    load balancer ``changing`` for ``latency`` afterwards, rejecting overlaps
+    with 409 meanwhile (the real API answers before it has applied a change).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -35,7 +38,9 @@ class SimulatorSettings(BaseModel):
         description="Seconds a new load balancer stays `changing` (and busy) before it is `running`.",
     )
     mode: Mode = Field(
-        default="reject", description="`reject` (409) or `serialize` (queue) for overlapping changes."
+        default="reject",
+        description="`reject` (409) or `serialize` (queue) for overlapping changes; `async`: answer at "
+        "once, `changing` for `latency` after the answer, overlaps 409.",
     )
     state_file: Path | None = Field(
         default=None,

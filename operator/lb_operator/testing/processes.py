@@ -32,10 +32,14 @@ class SimulatorProcess:
     """``lb-operator simulator`` on a free loopback port, its API and its debug endpoints.
 
     ``flags`` become command-line flags (``fault_methods=["PATCH"]`` →
-    ``--fault-methods PATCH``).
+    ``--fault-methods PATCH``). ``LBOP_TEST_SIMULATOR_MODE`` sets ``--mode``
+    unless a flag does: the suites run against each way the real API may
+    handle overlapping changes (``reject``, ``serialize``, ``async``).
     """
 
     def __init__(self, log: Path, **flags: Any) -> None:
+        if os.environ.get("LBOP_TEST_SIMULATOR_MODE"):
+            flags.setdefault("mode", os.environ["LBOP_TEST_SIMULATOR_MODE"])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         argv = [sys.executable, "-m", "lb_operator", "simulator", "--port", str(self.port)]

@@ -178,3 +178,20 @@ async def test_a_load_balancer_reads_changing_while_a_change_under_it_is_in_flig
     assert (await api.get(lb))[1]["status"] == "running"
     # Saved during the change, but the transient status is only shown, never stored.
     assert json.loads(state.read_text())["objects"]["load_balancers"][0]["status"] == "running"
+
+
+async def test_in_async_mode_a_change_is_answered_first_and_its_load_balancer_changes_afterwards(
+    start_simulator: StartSimulator,
+) -> None:
+    sim, api = await start_simulator(latency=60, mode="async")  # applying takes a minute: never awaited here
+    s = seed(sim)
+    lb = f"load-balancers/{s.load_balancer}"
+    assert (await api.get(lb))[1]["status"] == "running"
+
+    status, _ = await asyncio.wait_for(api.patch(f"load-balancers/pools/{s.pool}", {"name": "renamed"}), 10)
+    assert status == 204  # answered long before the minute is up
+    assert (await api.get(lb))[1]["status"] == "changing"
+    status, body = await api.patch(f"load-balancers/listeners/{s.listener}", {"name": "other"})
+    assert status == 409, body  # another change while it is changing: refused, as in reject mode
+    assert (await api.get(f"load-balancers/pools/{s.pool}"))[1]["name"] == "renamed"
+    assert sim.stats()["overlaps"] == 1
