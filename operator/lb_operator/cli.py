@@ -121,7 +121,7 @@ def _add_simulator(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     sim.add_argument(
         "--mode",
-        choices=("reject", "serialize", "async"),
+        choices=("reject", "serialize", "queue", "async"),
         default="reject",
         help="overlapping changes on one load balancer: 409 or queue (default: %(default)s)",
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -116,7 +116,11 @@ class Simulator:
 
     def hold(self, change: Change) -> None:
         """``async`` mode: ``change`` was answered already; its load balancer stays busy for ``latency``."""
-        task = asyncio.create_task(self._release_later(change), name=f"apply {change.load_balancer}")
+        self._in_background(self._release_later(change), f"apply {change.load_balancer}")
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` until it ends or the simulator stops (``stop`` cancels it)."""
+        task = asyncio.create_task(work, name=name)
         self._provisioning.add(task)
         task.add_done_callback(self._provisioning.discard)
 
@@ -130,9 +134,7 @@ class Simulator:
 
     def provision(self, change: Change) -> None:
         """Take over a new load balancer: busy until it is ``running``, ``lb_ready_delay`` from now."""
-        task = asyncio.create_task(self._become_running(change), name=f"provision {change.load_balancer}")
-        self._provisioning.add(task)
-        task.add_done_callback(self._provisioning.discard)
+        self._in_background(self._become_running(change), f"provision {change.load_balancer}")
 
     async def _become_running(self, change: Change) -> None:
         outcome = "aborted"

@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-Mode = Literal["reject", "serialize", "async"]
+Mode = Literal["reject", "serialize", "queue", "async"]
+"""``queue`` is another name for ``serialize``."""
 Method = Literal["GET", "POST", "PATCH", "DELETE"]
 
 

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from simulator_http import SUBNET, StartSimulator, pool_body, seed
 
 DEADLINE = 10.0
@@ -60,10 +61,11 @@ async def test_pool_creates_on_two_lbs_both_succeed_without_overlap(start_simula
     assert b["start"] < a["end"]  # they really ran at the same time, on different load balancers
 
 
+@pytest.mark.parametrize("mode", ["serialize", "queue"])  # queue: the same mode by the name
 async def test_serialize_mode_runs_the_second_pool_create_after_the_first(
-    start_simulator: StartSimulator,
+    start_simulator: StartSimulator, mode: str
 ) -> None:
-    sim, api = await start_simulator(latency=0.5, mode="serialize")
+    sim, api = await start_simulator(latency=0.5, mode=mode)
     lb = seed(sim).load_balancer
 
     first = asyncio.create_task(api.post("load-balancers/pools", pool_body(lb, "first")))
