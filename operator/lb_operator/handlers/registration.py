@@ -223,13 +223,7 @@ async def _still_ours(ctx: Context, obj: Resource) -> bool:
             now = await ctx.resources.get(obj.kind, obj.namespace, obj.name)
     except (*KUBERNETES_TRANSIENT, TimeoutError):
         return False
-    return (
-        now is not None
-        and not now.deleting
-        and now.uid == obj.uid
-        and now.generation == obj.generation
-        and (ctx.shard is None or now.shard == ctx.shard)
-    )
+    return engine.why_not_ours(ctx, obj, now) is None
 
 
 KUBERNETES_TRANSIENT = (ApiException, aiohttp.ClientError, ConnectionError)

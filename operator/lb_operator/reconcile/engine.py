@@ -242,6 +242,17 @@ async def _parent(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: fl
                     raise
 
 
+def why_not_ours(ctx: Context, obj: Resource, now: Resource | None) -> str | None:
+    """Why a drift check that began with ``obj`` must leave the object, read again as ``now``; else None."""
+    if now is None or now.deleting or now.uid != obj.uid:
+        return "is being deleted"
+    if ctx.shard is not None and now.shard != ctx.shard:
+        return f"belongs to replica {now.shard} now"
+    if now.generation != obj.generation:  # e.g. the timer of a copy Kopf forgot: its spec is old
+        return "changed since the check began"
+    return None
+
+
 async def _change(
     adapter: Adapter[C],
     ctx: Context,
@@ -262,13 +273,9 @@ async def _change(
                 # Correct only what is still wanted, and still ours: a deletion may have begun since the
                 # check began (its handler holds this lock while it deletes and must not be undone), or
                 # the object may have moved to another replica (Kopf keeps a forgotten object's timer).
-                now = await ctx.resources.get(obj.kind, obj.namespace, obj.name)
-                if now is None or now.deleting or now.uid != obj.uid:
-                    raise NoLongerOurs(f"{obj.ref} is being deleted")
-                if ctx.shard is not None and now.shard != ctx.shard:
-                    raise NoLongerOurs(f"{obj.ref} belongs to replica {now.shard} now")
-                if now.generation != obj.generation:  # e.g. the timer of a forgotten copy: its spec is old
-                    raise NoLongerOurs(f"{obj.ref} changed since the check began")
+                gone = why_not_ours(ctx, obj, await ctx.resources.get(obj.kind, obj.namespace, obj.name))
+                if gone is not None:
+                    raise NoLongerOurs(f"{obj.ref} {gone}")
             load_balancer = _load_balancer_of(parent, current)
             if load_balancer is not None:
                 await until_settled(ctx, load_balancer)  # never mutate while the cloud says `changing`

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -29,8 +28,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from lb_operator.sharding import SHARD_LABEL
 from lb_operator.testing.cluster import REPO_ROOT, Cluster, open_cluster
+from lb_operator.testing.controlplane import free_port
 from lb_operator.testing.processes import (
     OperatorProcess,
     SimulatorProcess,
@@ -53,31 +55,26 @@ def demo_cluster() -> Iterator[Cluster]:
         yield cluster
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class Replica:
     name: str
     process: OperatorProcess
     metrics_port: int
 
-    def metric(self, name: str, kinds: tuple[str, ...] = ("lb", "pool"), extra: str = "") -> float:
-        """The sum of a mutex metric's samples for lock ``kinds`` (and ``extra`` labels), as served now."""
+    def metric(self, name: str, kinds: tuple[str, ...] = ("lb", "pool"), **labels: str) -> float:
+        """The sum of a mutex metric's samples for lock ``kinds`` (and ``labels``), as served now."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as answer:
                 text = answer.read().decode()
         except OSError:
             return 0.0
         return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name + "{")
-            and extra in line
-            and any(f'kind="{kind}"' in line for kind in kinds)
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+            and sample.labels.get("kind") in kinds
+            and labels.items() <= sample.labels.items()
         )
 
 
@@ -141,7 +138,7 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
     stack.callback(simulator.stop)
     replicas: dict[str, Replica] = {}
     for n in range(REPLICAS):
-        name, port = f"operator-{n}", _free_port()
+        name, port = f"operator-{n}", free_port()
         process = OperatorProcess(
             cluster,
             simulator,
@@ -189,7 +186,7 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
     seconds = time.monotonic() - started
     progress.show(f"{seconds:6.1f}s {_bar(ready, total)} Ready {ready}/{total}", final=True)
     acquisitions = sum(r.metric("lbop_mutex_acquisitions_total") for r in replicas.values())
-    quick = sum(r.metric("lbop_mutex_wait_seconds_bucket", extra='le="0.1"') for r in replicas.values())
+    quick = sum(r.metric("lbop_mutex_wait_seconds_bucket", le="0.1") for r in replicas.values())
     lock_waits = acquisitions - quick  # an uncontended acquisition is one Lease write, well under 0.1 s
 
     takeover = float("nan")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -10,13 +9,8 @@ from operator_harness import Operator, Simulator, is_ready, objects, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from lb_operator.testing import Cluster
+from lb_operator.testing.controlplane import free_port
 from lb_operator.testing.fleet import fleet, to_yaml
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -43,7 +37,7 @@ def _total(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: s
 def test_a_replica_serves_its_metrics_and_health(
     crds: Cluster, ns: str, simulator: Simulator, logs: Path
 ) -> None:
-    metrics_port, health_port = _free_port(), _free_port()
+    metrics_port, health_port = free_port(), free_port()
     operator = Operator(
         crds,
         simulator,
