@@ -87,7 +87,7 @@ def _run() -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = kopf.OperatorRegistry()
-    register(registry, settings)
+    register(registry)
     namespaces = settings.watch_namespaces
     host = f"[{settings.listen_address}]" if ":" in settings.listen_address else settings.listen_address
     health = f"http://{host}:{settings.health_port}/healthz" if settings.health_port else None
@@ -129,6 +129,13 @@ def _add_simulator(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     sim.add_argument("--fault-500", type=float, default=0.0, metavar="P", help="probability of a 500")
     sim.add_argument("--fault-hang", type=float, default=0.0, metavar="P", help="probability of a hang")
     sim.add_argument(
+        "--fault-lost",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that a request is applied but answered 504 (its answer lost)",
+    )
+    sim.add_argument(
         "--fault-methods",
         default="",
         metavar="METHODS",
@@ -154,6 +161,7 @@ def _simulator(args: argparse.Namespace) -> int:
             state_file=args.state,
             fault_500=args.fault_500,
             fault_hang=args.fault_hang,
+            fault_lost=args.fault_lost,
             fault_methods=tuple(m.strip().upper() for m in args.fault_methods.split(",") if m.strip()),
             seed=args.seed,
             token=args.token,

@@ -146,6 +146,12 @@ class SimulatedAPI:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.sim.stopping.wait(), hang_seconds)
             raise Refusal(504, {"detail": "Gateway timeout (injected fault: the request hung)."})
+        if fault == "lost":
+            # A gateway gave up waiting: the client gets a 504 at once, while the request goes on and is
+            # applied after it (a creation shows up only later). The body is read first: it stays cached.
+            await request.read()
+            self.sim.finish_unanswered(handler(request), f"unanswered {request.method} {request.path}")
+            raise Refusal(504, {"detail": "Gateway timeout (injected fault: the answer was lost)."})
         return await handler(request)
 
     # --- reading -----------------------------------------------------------------------------
@@ -210,7 +216,7 @@ class SimulatedAPI:
     async def set_faults(self, request: web.Request) -> web.StreamResponse:
         """``PUT /debug/faults``: change the given fault settings, keep the others; 200 + all of them.
 
-        Body: ``{"fault_500", "fault_hang", "hang_seconds", "methods"}``, all
+        Body: ``{"fault_500", "fault_hang", "fault_lost", "hang_seconds", "methods"}``, all
         optional. Invalid values → 400 ``{field: [messages]}`` and nothing changes.
         """
         body = await self._body(request)
@@ -328,13 +334,16 @@ class SimulatedAPI:
                 load_balancer = self.store.objects["pool"][parent_pool]["load_balancer"]
             base = self._base(request)
 
+            change = self._arrival(load_balancer, kind, "create", uuid)
+
             def apply() -> tuple[web.StreamResponse, bool]:
                 check()
                 record = self.store.create(kind, values, uuid, pool)
+                change.tags = dict(record.get("tags") or {})
                 body = self._render(base, kind, record)
                 return web.json_response(body, status=201), kind == "load_balancer"
 
-            return await self._change(self._arrival(load_balancer, kind, "create", uuid), apply)
+            return await self._change(change, apply)
 
         return handler
 
@@ -355,12 +364,14 @@ class SimulatedAPI:
 
             check()
 
+            change = self._arrival(self.store.load_balancer_of(kind, record), kind, "update", uuid)
+
             def apply() -> tuple[web.StreamResponse, bool]:
                 check()
                 self.store.update(kind, uuid, values)
+                change.tags = dict((self.store.get(kind, uuid) or {}).get("tags") or {})
                 return web.Response(status=204), False
 
-            change = self._arrival(self.store.load_balancer_of(kind, record), kind, "update", uuid)
             return await self._change(change, apply)
 
         return handler

@@ -1,4 +1,6 @@
-"""Seeded fault dice: which API request fails with a 500, and which one hangs; settable while running.
+"""Seeded fault dice: which API request fails with a 500, which one hangs, and which one loses its answer
+(a 504 at once, as a gateway answers when it gives up, while the request goes on and is applied after
+it); settable while running.
 
 Why settable: a test that needs one kind of request to fail (a PATCH that
 hangs while reads still answer, 500s only on deletes) sets the faults at the
@@ -17,7 +19,7 @@ from typing import Any, Literal, get_args
 from lb_operator.simulator.settings import Method
 from lb_operator.simulator.validation import Errors, Field, FieldInvalid, Schema, validate
 
-Fault = Literal["500", "hang"]
+Fault = Literal["500", "hang", "lost"]
 METHODS: tuple[Method, ...] = get_args(Method)
 
 
@@ -66,6 +68,7 @@ def methods(value: Any) -> frozenset[Method]:
 FAULTS: Schema = {
     "fault_500": Field(probability, updatable=True),
     "fault_hang": Field(probability, updatable=True),
+    "fault_lost": Field(probability, updatable=True),
     "hang_seconds": Field(seconds, updatable=True),
     "methods": Field(methods, updatable=True),
 }
@@ -86,24 +89,30 @@ class FaultInjector:
         fault_hang: float = 0.0,
         seed: int | None = None,
         *,
+        fault_lost: float = 0.0,
         hang_seconds: float = 30.0,
         methods: Iterable[str] = (),
     ) -> None:
         self.fault_500 = 0.0
         self.fault_hang = 0.0
+        self.fault_lost = 0.0
         self.hang_seconds = 30.0
         self.methods: frozenset[Method] = frozenset()
         self._random = random.Random(seed)
         self.injected: Counter[Fault] = Counter()
         self.configure(
-            fault_500=fault_500, fault_hang=fault_hang, hang_seconds=hang_seconds, methods=list(methods)
+            fault_500=fault_500,
+            fault_hang=fault_hang,
+            fault_lost=fault_lost,
+            hang_seconds=hang_seconds,
+            methods=list(methods),
         )
 
     def configure(self, **fields: Any) -> dict[str, Any]:
         """Change the given settings (the others keep their values) and return them all.
 
-        Takes what ``PUT /debug/faults`` takes: ``fault_500``, ``fault_hang``
-        (probabilities, together at most 1), ``hang_seconds`` (> 0),
+        Takes what ``PUT /debug/faults`` takes: ``fault_500``, ``fault_hang``,
+        ``fault_lost`` (probabilities, together at most 1), ``hang_seconds`` (> 0),
         ``methods`` (``GET``, ``POST``, ``PATCH``, ``DELETE``; empty = all).
         ``FaultsInvalid`` names every bad field, and then nothing changes.
         Requests already hanging keep their hang.
@@ -116,30 +125,32 @@ class FaultInjector:
             raise FaultsInvalid(errors)
         self.fault_500 = values.get("fault_500", self.fault_500)
         self.fault_hang = values.get("fault_hang", self.fault_hang)
+        self.fault_lost = values.get("fault_lost", self.fault_lost)
         self.hang_seconds = values.get("hang_seconds", self.hang_seconds)
         self.methods = values.get("methods", self.methods)
         return self.settings()
 
     def _check_sum(self, values: Mapping[str, Any]) -> Errors:
-        fault_500 = values.get("fault_500", self.fault_500)
-        fault_hang = values.get("fault_hang", self.fault_hang)
-        if fault_500 + fault_hang <= 1:
+        names = ("fault_500", "fault_hang", "fault_lost")
+        given = [values.get(name, getattr(self, name)) for name in names]
+        if sum(given) <= 1:
             return {}
-        message = f"fault_500 + fault_hang must not exceed 1, got {fault_500} + {fault_hang}."
-        return {name: [message] for name in ("fault_500", "fault_hang") if name in values}
+        message = f"{' + '.join(names)} must not exceed 1, got {' + '.join(map(str, given))}."
+        return {name: [message] for name in names if name in values}
 
     def settings(self) -> dict[str, Any]:
         """The current settings, as ``GET /debug/faults`` answers them."""
         return {
             "fault_500": self.fault_500,
             "fault_hang": self.fault_hang,
+            "fault_lost": self.fault_lost,
             "hang_seconds": self.hang_seconds,
             "methods": [method for method in METHODS if method in self.methods],
         }
 
     def draw(self, method: str) -> Fault | None:
-        """``"500"``, ``"hang"`` or ``None`` for a request with this HTTP ``method``."""
-        if not (self.fault_500 or self.fault_hang):
+        """``"500"``, ``"hang"``, ``"lost"`` or ``None`` for a request with this HTTP ``method``."""
+        if not (self.fault_500 or self.fault_hang or self.fault_lost):
             return None
         if self.methods and method not in self.methods:
             return None
@@ -149,6 +160,8 @@ class FaultInjector:
             fault = "500"
         elif roll < self.fault_500 + self.fault_hang:
             fault = "hang"
+        elif roll < self.fault_500 + self.fault_hang + self.fault_lost:
+            fault = "lost"
         if fault is not None:
             self.injected[fault] += 1
         return fault

@@ -36,7 +36,8 @@ class Change:
     ``arrived``, ``start`` and ``end`` are seconds on the simulator's
     monotonic clock (comparable with each other, not with wall time);
     ``arrived_at`` is the wall-clock time of arrival, for people. A rejected
-    change has no ``start``.
+    change has no ``start``. ``tags``: the object's tags once a create or
+    update was applied (the tests follow the order of writes with them).
     """
 
     load_balancer: str
@@ -48,6 +49,7 @@ class Change:
     start: float | None = None
     end: float | None = None
     outcome: str = "in flight"
+    tags: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The log entry as JSON-ready data."""

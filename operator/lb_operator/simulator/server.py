@@ -13,9 +13,10 @@ and ``lb-operator simulator`` runs it in the foreground (``run``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -42,6 +43,7 @@ class Simulator:
             self.settings.fault_500,
             self.settings.fault_hang,
             self.settings.seed,
+            fault_lost=self.settings.fault_lost,
             hang_seconds=self.settings.hang_seconds,
             methods=self.settings.fault_methods,
         )
@@ -117,6 +119,10 @@ class Simulator:
     def hold(self, change: Change) -> None:
         """``async`` mode: ``change`` was answered already; its load balancer stays busy for ``latency``."""
         self._in_background(self._release_later(change), f"apply {change.load_balancer}")
+
+    def finish_unanswered(self, work: Awaitable[object], name: str) -> None:
+        """A request whose answer was lost: it goes on being applied after the client got its 504."""
+        self._in_background(_discarding(work), name)
 
     def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` until it ends or the simulator stops (``stop`` cancels it)."""
@@ -211,3 +217,9 @@ def run(settings: SimulatorSettings) -> int:
     """``lb-operator simulator``: serve in the foreground; the exit code."""
     asyncio.run(serve(settings, announce=lambda line: print(line, flush=True)))
     return 0
+
+
+async def _discarding(work: Awaitable[object]) -> None:
+    """Await ``work`` for its effect; its answer (or refusal) goes to nobody."""
+    with contextlib.suppress(Exception):
+        await work

@@ -57,6 +57,13 @@ class SimulatorSettings(BaseModel):
         le=1,
         description="Probability (0..1) that an API request hangs (then 504 after hang_seconds).",
     )
+    fault_lost: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Probability (0..1) that an API request is answered 504 at once while it goes on and is "
+        "applied after the answer (a gateway that gave up on a slow backend): the client cannot tell.",
+    )
     hang_seconds: float = Field(
         default=30.0, gt=0, description="Seconds a hung request is held open before its 504."
     )
@@ -77,8 +84,9 @@ class SimulatorSettings(BaseModel):
 
     @model_validator(mode="after")
     def _faults_are_a_probability(self) -> SimulatorSettings:
-        if self.fault_500 + self.fault_hang > 1:
+        if self.fault_500 + self.fault_hang + self.fault_lost > 1:
             raise ValueError(
-                f"fault_500 + fault_hang must not exceed 1, got {self.fault_500} + {self.fault_hang}"
+                "fault_500 + fault_hang + fault_lost must not exceed 1, got "
+                f"{self.fault_500} + {self.fault_hang} + {self.fault_lost}"
             )
         return self

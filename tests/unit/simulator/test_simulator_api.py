@@ -267,7 +267,7 @@ async def test_stopping_ends_hung_requests_at_once(start_simulator: StartSimulat
 
 
 DEADLINE = 10.0
-NO_FAULTS = {"fault_500": 0.0, "fault_hang": 0.0, "hang_seconds": 30.0, "methods": []}
+NO_FAULTS = {"fault_500": 0.0, "fault_hang": 0.0, "fault_lost": 0.0, "hang_seconds": 30.0, "methods": []}
 
 
 async def test_faults_set_at_runtime_apply_only_to_the_chosen_methods(
@@ -295,13 +295,32 @@ async def test_faults_set_at_runtime_apply_only_to_the_chosen_methods(
     assert sim.stats()["mutations"] == 1  # a failed request never reached the load balancer
 
 
+async def test_a_lost_answer_is_a_504_for_a_change_the_cloud_applies_after_it(
+    start_simulator: StartSimulator,
+) -> None:
+    sim, api = await start_simulator(latency=0.2)
+    pool = f"load-balancers/pools/{seed(sim).pool}"
+    await api.call("PUT", "/debug/faults", {"fault_lost": 1, "methods": ["PATCH"]})
+    assert await api.patch(pool, {"name": "renamed"}) == (
+        504,
+        {"detail": "Gateway timeout (injected fault: the answer was lost)."},
+    )
+    assert (await api.get(pool))[1]["name"] != "renamed", "applied before the answer: nothing is in doubt"
+    await sim.wait_for(lambda stats: stats["mutations"] == 1 and stats["in_flight"] == 0, within=DEADLINE)
+    assert (await api.get(pool))[1]["name"] == "renamed"  # applied after the client gave up
+    assert sim.stats()["faults"] == {"lost": 1}
+
+
 @pytest.mark.parametrize(
     ("body", "errors"),
     [
         ({"fault_500": 1.5}, {"fault_500": ["Ensure this value is less than or equal to 1."]}),
         ({"fault_hang": -0.1}, {"fault_hang": ["Ensure this value is greater than or equal to 0."]}),
         ({"fault_500": "half"}, {"fault_500": ["A valid number is required."]}),
-        ({"fault_500": 0.6}, {"fault_500": ["fault_500 + fault_hang must not exceed 1, got 0.6 + 0.5."]}),
+        (
+            {"fault_500": 0.6},
+            {"fault_500": ["fault_500 + fault_hang + fault_lost must not exceed 1, got 0.6 + 0.5 + 0.0."]},
+        ),
         ({"hang_seconds": 0}, {"hang_seconds": ["Ensure this value is greater than 0."]}),
         ({"hang_seconds": None}, {"hang_seconds": ["This field may not be null."]}),
         (

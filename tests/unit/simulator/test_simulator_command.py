@@ -81,7 +81,7 @@ async def test_the_simulator_command_refuses_impossible_settings() -> None:
     async with asyncio.timeout(DEADLINE):
         _, stderr = await process.communicate()
     assert process.returncode == 2
-    assert "fault_500 + fault_hang must not exceed 1" in stderr.decode()
+    assert "fault_500 + fault_hang + fault_lost must not exceed 1" in stderr.decode()
 
 
 def test_faults_on_chosen_methods_from_the_command_line_and_set_while_running(tmp_path: Path) -> None:
@@ -99,6 +99,7 @@ def test_faults_on_chosen_methods_from_the_command_line_and_set_while_running(tm
         assert sim.set_faults(fault_500=0) == {
             "fault_500": 0.0,
             "fault_hang": 0.0,
+            "fault_lost": 0.0,
             "hang_seconds": 30.0,
             "methods": ["DELETE"],
         }
