@@ -43,6 +43,8 @@ class FakeLeases:
         self.after: dict[str, list[Hook]] = defaultdict(list)  # verb → run after applying, before answering
         self.watch_starts: list[str] = []  # the resourceVersion each watch started from
         self.end_streams_at_once = False  # a proxy that cuts every long request at once
+        self._streams_opened = 0
+        self._silent_below = 0  # streams opened before this number deliver nothing more (half-open)
         self._news = asyncio.Event()
         self._cut = asyncio.Event()
 
@@ -54,6 +56,13 @@ class FakeLeases:
     def inject(self, kind: str, obj: dict[str, Any]) -> None:
         """Send a watch event as given (e.g. a stale one) without changing any Lease."""
         self._record(kind, copy.deepcopy(obj))
+
+    def stall_open_watches(self) -> None:
+        """Every open watch stream stops delivering, yet stays open: a half-open connection.
+
+        Streams opened afterwards deliver as usual (a new connection works).
+        """
+        self._silent_below = self._streams_opened
 
     def cut_watches(self) -> None:
         """End every open watch stream cleanly, as a proxy cutting long requests would."""
@@ -149,13 +158,15 @@ class FakeLeases:
             yield {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
             return
         cut = self._cut
+        number = self._streams_opened
+        self._streams_opened += 1
         position = next(
             (i for i, (version, _) in enumerate(self.events) if version > since), len(self.events)
         )
         try:
             async with asyncio.timeout(timeout_seconds):
                 while True:
-                    while position < len(self.events):
+                    while position < len(self.events) and number >= self._silent_below:
                         position += 1
                         yield copy.deepcopy(self.events[position - 1][1])
                     if cut.is_set():

@@ -181,7 +181,7 @@ class Contender:
 
     def _held(self, written: dict[str, Any], attempt: Attempt) -> Hold:
         self.in_doubt = None
-        self._mutex.watch.observe(written)
+        self._mutex.watch.wrote(written, attempt.sent_at)
         return Hold(
             self._mutex, self.key, written, attempt.sent_at, lambda: self._mutex.release_local(self.key)
         )

@@ -167,7 +167,7 @@ class Hold:
         self._object = written
         self._renewed_at = sent
         self._retry = self._settings.retry_initial
-        self._mutex.watch.observe(written)
+        self._mutex.watch.wrote(written, sent)
         return sent + self._settings.renew_interval
 
     async def _after_conflict(self) -> float:

@@ -339,7 +339,8 @@ class LeaseMutex:
                 body = copy.deepcopy(current)
                 body["spec"]["holderIdentity"] = None
                 body["spec"]["renewTime"] = micro_time()
-                self.watch.observe(await self.api.replace(body, kind, budget=deadline - loop.time()))
+                sent = loop.time()
+                self.watch.wrote(await self.api.replace(body, kind, budget=deadline - loop.time()), sent)
                 return
             except Conflict:
                 current = None

@@ -10,25 +10,30 @@ from typing import Any
 
 LOCK_LABEL = "lboperator.dev/lock"
 KEY_ANNOTATION = "lboperator.dev/lock-key"
-_MAX_NAME = 63
+_MAX_NAME = 253  # a Lease name is a DNS subdomain
+_HASHED_HEAD = 40
+_SEGMENT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _INVALID = re.compile(r"[^a-z0-9-]+")
 
 
 def lease_name(key: str) -> str:
-    """The DNS-1123 Lease name for a lock key: ``lb/<uuid>`` → ``lb-<uuid>``.
+    """The Lease name of a lock key: ``lb/<uid>`` → ``lb.<uid>``; two different keys never share one.
 
-    Keys that are not already a valid name once ``/`` becomes ``-`` get a
-    hash suffix, so two different keys never share a name by truncation or
-    sanitizing; the full key is also kept in an annotation and checked.
+    A key whose ``/``-separated segments are DNS labels (lower-case letters,
+    digits, inner ``-``) becomes its segments joined by ``.``: segments hold
+    no dot, so the name gives the key back. Replacing ``/`` by ``-`` would not
+    (``lb/shop/prod-web`` and ``lb/shop-prod/web`` would meet). Any other key
+    gets a readable head and a hash of the whole key; the full key is also
+    kept in an annotation and checked on every acquisition
+    (``LeaseKeyCollision``).
     """
     if not key:
         raise ValueError("a lock key must not be empty (locking on '' would serialize unrelated work)")
-    plain = key.replace("/", "-")
-    cleaned = _INVALID.sub("-", plain.lower()).strip("-")
-    if cleaned == plain and len(cleaned) <= _MAX_NAME:
-        return cleaned
-    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-    head = cleaned[: _MAX_NAME - len(digest) - 1].rstrip("-") or "lock"
+    segments = key.split("/")
+    if len(key) <= _MAX_NAME and all(_SEGMENT.fullmatch(segment) for segment in segments):
+        return ".".join(segments)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    head = _INVALID.sub("-", key.lower()).strip("-")[:_HASHED_HEAD].rstrip("-") or "lock"
     return f"{head}-{digest}"
 
 

@@ -46,6 +46,12 @@ class MutexSettings(BaseModel):
     watch_backoff_max: float = Field(
         default=5.0, gt=0, description="Seconds: longest pause before re-establishing a watch."
     )
+    watch_stall_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds: a write of ours not delivered back by the watch within this long means the "
+        "stream stalled (half-open); it is cut and the cache listed again.",
+    )
     release_timeout: float = Field(
         default=5.0,
         gt=0,

@@ -14,7 +14,17 @@ skew between nodes cannot make a live lease look expired.
 
 When the watch is down (API server trouble), ``synced`` is false: waiters
 then read the Lease themselves and fall back to a timer at its predicted
-expiry, and the watch is re-established with back-off. The back-off grows
+expiry, and the watch is re-established with back-off.
+
+A watch can also go quiet without failing: a half-open connection (the
+server gone, no FIN), or a server that stopped sending. Its cache then looks
+complete but is not, and every lease in it ages by our clock — a live
+holder would look expired. So every Lease write this process makes is a
+probe (``wrote``): the stream must deliver that version (or a newer one)
+within ``watch_stall_timeout``, or the stream is declared stalled, cut, and
+the cache relisted. ``fresh_at`` is the local time up to which the stream
+is proven to have delivered everything: a caller that acts on what is
+*absent* or *expired* in the cache (the sharder) checks it first. The back-off grows
 over consecutive watch streams that brought nothing (a failed LIST, a WATCH
 refused or cut at once), and resets only once a stream delivers.
 
@@ -36,6 +46,8 @@ writes and the clock); they keep waiting cheap and the event loop free.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import random
 from dataclasses import dataclass
@@ -72,11 +84,63 @@ class LeaseWatch:
         self._synced = False
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        self._probes: collections.deque[tuple[int, float]] = collections.deque()  # (version, sent at)
+        self._stream_version = 0  # the newest resourceVersion the stream (or a relist) delivered
+        self._fresh_at: float | None = None
+        self._stall: asyncio.Timeout | None = None  # the open stream's watchdog
+        self.stalls = 0
 
     @property
     def synced(self) -> bool:
         """True while the cache is known to be complete and current."""
         return self._synced
+
+    @property
+    def fresh_at(self) -> float | None:
+        """Loop time up to which the stream has provably delivered everything (``None``: not yet).
+
+        Proven by our own writes coming back through the stream: a write
+        sent at ``t`` whose version the stream delivered shows the cache
+        complete as of ``t`` at least.
+        """
+        return self._fresh_at if self._synced else None
+
+    def fresh_within(self, seconds: float) -> bool:
+        """Whether the cache is proven complete as of no more than ``seconds`` ago."""
+        fresh = self.fresh_at
+        return fresh is not None and asyncio.get_running_loop().time() - fresh <= seconds
+
+    def stalled_for(self) -> float:
+        """Seconds the oldest of our writes has waited to show up in the stream (0: none waits)."""
+        if not self._probes:
+            return 0.0
+        return max(0.0, asyncio.get_running_loop().time() - self._probes[0][1])
+
+    def wrote(self, obj: dict[str, Any], sent_at: float) -> Observed:
+        """Take in a Lease we wrote (sent at loop time ``sent_at``); the stream must deliver its version."""
+        observed = self.observe(obj)
+        version = LeaseRecord.from_object(obj).version
+        if version > self._stream_version:
+            self._probes.append((version, sent_at))
+            self._arm()
+        elif self._synced:  # the stream delivered a newer version already: it is current as of our send
+            self._fresh_at = max(self._fresh_at or sent_at, sent_at)
+        return observed
+
+    def _prove(self, version: int) -> None:
+        """The stream (or a relist) delivered ``version``: probes up to it are answered."""
+        self._stream_version = max(self._stream_version, version)
+        while self._probes and self._probes[0][0] <= self._stream_version:
+            _, sent_at = self._probes.popleft()
+            self._fresh_at = max(self._fresh_at or sent_at, sent_at)
+        self._arm()
+
+    def _arm(self) -> None:
+        """Point the open stream's watchdog at the oldest unanswered probe (or nothing)."""
+        if self._stall is None:
+            return
+        due = self._probes[0][1] + self._settings.watch_stall_timeout if self._probes else None
+        self._stall.reschedule(due)
 
     def start(self) -> None:
         if self._task is None:
@@ -107,7 +171,7 @@ class LeaseWatch:
             return current
         observed = Observed(record, asyncio.get_running_loop().time())
         self._records[record.name] = observed
-        self._wake(record.name)
+        self._wake(record.name, record.key)
         return observed
 
     def forget(self, name: str, deleted_at: str | None = None) -> None:
@@ -122,7 +186,7 @@ class LeaseWatch:
         if deleted_at is not None and current.record.version > parse_resource_version(deleted_at):
             return
         del self._records[name]
-        self._wake(name)
+        self._wake(name, current.record.key)
 
     async def wait_for_newer(self, name: str, version: str, until: float) -> None:
         """Return once a record of ``name`` newer than ``version`` is cached, on news, or at ``until``.
@@ -148,7 +212,7 @@ class LeaseWatch:
                 self._waiters.pop(name, None)
 
     def listen(self, prefix: str = "") -> asyncio.Event:
-        """An event set on every change of a Lease whose name starts with ``prefix`` (clear it, then wait).
+        """An event set on every change of a Lease whose lock key starts with ``prefix`` (clear, then wait).
 
         Call ``unlisten`` when done.
         """
@@ -159,9 +223,9 @@ class LeaseWatch:
     def unlisten(self, event: asyncio.Event) -> None:
         self._listeners.pop(event, None)
 
-    def _wake(self, name: str) -> None:
+    def _wake(self, name: str, key: str | None = None) -> None:
         for listener, prefix in self._listeners.items():
-            if name.startswith(prefix):
+            if key is not None and key.startswith(prefix):
                 listener.set()
         for future in self._waiters.get(name, ()):
             if not future.done():
@@ -170,9 +234,11 @@ class LeaseWatch:
     def _set_synced(self, synced: bool) -> None:
         if self._synced != synced:
             self._synced = synced
-            # Waiters relying on the watch must re-check how to wait.
+            # Waiters and listeners relying on the watch must re-check how to wait.
             for name in list(self._waiters):
                 self._wake(name)
+            for listener in self._listeners:
+                listener.set()
 
     async def _run(self) -> None:
         failures = 0  # consecutive watch streams that brought nothing
@@ -192,6 +258,10 @@ class LeaseWatch:
                 logger.warning("lock lease watch interrupted: %s; re-establishing", error)
             except _Expired:
                 logger.info("lock lease watch expired (410); relisting")
+            except _Stalled as stalled:
+                self.stalls += 1
+                self.last_error = str(stalled)
+                logger.warning("lock lease watch %s; relisting", stalled)
             except Exception as error:  # never die silently: waiters would trust a frozen cache
                 self.last_error = f"{type(error).__name__}: {error}"
                 logger.exception("lock lease watch failed unexpectedly; re-establishing")
@@ -206,6 +276,7 @@ class LeaseWatch:
         await asyncio.sleep(min(ceiling, self._settings.watch_backoff_max) * random.uniform(0.8, 1.2))
 
     async def _relist(self) -> str:
+        sent_at = asyncio.get_running_loop().time()
         listing = await self._api.list()
         listed_at = str(listing["metadata"]["resourceVersion"])
         present = set()
@@ -215,6 +286,10 @@ class LeaseWatch:
             present.add(self.observe(item).record.name)
         for name in set(self._records) - present:
             self.forget(name, deleted_at=listed_at)  # absent from the snapshot: gone, unless newer
+        # A relist is a consistent read: it proves the cache complete as of when it was sent, whatever the
+        # probes say; those it answers go, the others wait for the stream.
+        self._fresh_at = max(self._fresh_at or sent_at, sent_at)
+        self._prove(parse_resource_version(listed_at))
         self._set_synced(True)
         return listed_at
 
@@ -223,25 +298,44 @@ class LeaseWatch:
 
         A stream that stayed open for ``watch_backoff_max`` counts as having
         delivered even with no event: the server simply had nothing to say.
+        A stream that leaves one of our writes undelivered past
+        ``watch_stall_timeout`` is cut (``_Stalled``).
         """
         loop = asyncio.get_running_loop()
         opened = loop.time()
         delivered = False
-        async for event in self._api.watch(version, self._settings.watch_timeout):
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                if obj.get("code") == 410:
-                    raise _Expired
-                raise Unavailable(f"watch error: {obj.get('message', obj)}")
-            delivered = True
-            version = str(obj.get("metadata", {}).get("resourceVersion", version))
-            if kind in ("ADDED", "MODIFIED"):
-                self.observe(obj)
-            elif kind == "DELETED":
-                self.forget(str(obj["metadata"]["name"]), deleted_at=version)
-            self._set_synced(True)
+        try:
+            async with asyncio.timeout(None) as watchdog:
+                self._stall = watchdog
+                self._arm()
+                async for event in self._api.watch(version, self._settings.watch_timeout):
+                    kind, obj = event.get("type"), event.get("object") or {}
+                    if kind == "ERROR":
+                        if obj.get("code") == 410:
+                            raise _Expired
+                        raise Unavailable(f"watch error: {obj.get('message', obj)}")
+                    delivered = True
+                    version = str(obj.get("metadata", {}).get("resourceVersion", version))
+                    if kind in ("ADDED", "MODIFIED"):
+                        self.observe(obj)
+                    elif kind == "DELETED":
+                        self.forget(str(obj["metadata"]["name"]), deleted_at=version)
+                    with contextlib.suppress(ValueError):
+                        self._prove(parse_resource_version(version))
+                    self._set_synced(True)
+        except TimeoutError:
+            raise _Stalled(
+                f"delivered none of our writes for {self._settings.watch_stall_timeout}s (a half-open "
+                "connection, or a server that stopped sending)"
+            ) from None
+        finally:
+            self._stall = None
         lasted = loop.time() - opened
         return version, delivered or lasted >= self._settings.watch_backoff_max
+
+
+class _Stalled(Exception):
+    """The stream is open but did not deliver a write of ours in time: cut it and list again."""
 
 
 class _Expired(Exception):

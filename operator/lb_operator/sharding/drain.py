@@ -27,8 +27,9 @@ from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
+from lb_operator.health import WatchHealth
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
-from lb_operator.sharding.streams import TRANSIENT, follow_forever, scopes
+from lb_operator.sharding.streams import API_TIMEOUT, TRANSIENT, follow_forever, scopes
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,10 @@ class Drainer:
         identity: str,
         namespaces: list[str],
         leaving: Callable[[Mapping[str, Any], bool], None] = lambda body, going: None,
+        health: WatchHealth | None = None,
     ) -> None:
         self._leaving = leaving
+        self._health = health
         self._objects = client.CustomObjectsApi(api)
         self._identity = identity
         self._namespaces = namespaces
@@ -89,6 +92,7 @@ class Drainer:
                     namespace,
                     partial(self._seen, kind.plural),
                     label_selector=selector,
+                    health=self._health,
                 ),
                 name=f"drain-watch {kind.plural}",
             )
@@ -137,6 +141,7 @@ class Drainer:
                     name,
                     patch,
                     _content_type="application/merge-patch+json",
+                    _request_timeout=API_TIMEOUT,
                 )
             except ApiException as error:
                 if error.status == 404:
@@ -163,7 +168,7 @@ class Drainer:
         while True:
             try:
                 current = await self._objects.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, name
+                    GROUP, VERSION, namespace, plural, name, _request_timeout=API_TIMEOUT
                 )
             except ApiException as error:
                 if error.status == 404:

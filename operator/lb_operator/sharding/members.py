@@ -19,7 +19,6 @@ from lb_operator.mutex.watch import LeaseWatch
 logger = logging.getLogger(__name__)
 
 MEMBER_PREFIX = "member/"
-MEMBER_LEASE_PREFIX = "member-"  # every member key's Lease name starts so (lease_name keeps the head)
 _FOREVER = 10 * 365 * 24 * 3600.0
 
 
@@ -45,10 +44,18 @@ class Membership:
         self._mutex = mutex
         self._task: asyncio.Task[None] | None = None
         self.held = asyncio.Event()
+        self._out_since: float | None = None  # loop time since when it is not a member (None: it is)
 
     def start(self) -> None:
         if self._task is None:
+            self._out_since = asyncio.get_running_loop().time()
             self._task = asyncio.create_task(self._hold_forever(), name=f"member {self.identity}")
+
+    def out_for(self) -> float:
+        """Seconds this replica has not been a member (0 while it is): cut off, or still joining."""
+        if self._out_since is None or self._task is None:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._out_since
 
     async def stop(self) -> None:
         """Release the member Lease (survivors take over this replica's objects at once)."""
@@ -63,9 +70,12 @@ class Membership:
             try:
                 async with self._mutex.hold(MEMBER_PREFIX + self.identity, deadline=loop.time() + _FOREVER):
                     self.held.set()
+                    self._out_since = None
                     logger.info("member %s: joined", self.identity)
                     await asyncio.Future()  # until cancelled (stop) or the hold is lost
             except (HoldLost, LockTimeout) as error:
                 logger.warning("member %s: %s; joining again", self.identity, error)
             finally:
                 self.held.clear()
+                if self._out_since is None:
+                    self._out_since = loop.time()

@@ -1,15 +1,22 @@
-"""A safety net for events a replica's Kopf never received: nudge objects nobody has handled.
+"""A safety net for objects no handler will look at again: make Kopf see them as new.
 
-Why: after an API-server restart, an object relabelled for this replica
-while the server was shutting down can be missed when Kopf's watch resumes
-(no 410, so no relist), and Kopf never looks at it again. Every
-``interval`` this lists the objects labelled for this replica and, for each
-one whose current generation no handler has reported (``status.observedGeneration``)
-and that was already unhandled at the previous look, writes an annotation:
-the write is a watch event, so Kopf sees the object and handles it. In steady
-state every object is handled and this only lists. An object whose retry
-Kopf scheduled but never ran (its progress annotation says it is overdue by
-a whole interval) counts as unhandled too.
+Why: Kopf runs a handler only for a watch event that shows a change against
+the state it stored on the object (its diff-base and progress annotations).
+That state can be wrong for the replica that owns the object now: an event
+missed across an API-server restart (no 410, so no relist), a retry Kopf
+scheduled and never ran, or a late write by a replica that lost the object
+(frozen, cut off) — Kopf's own patches carry no precondition and cannot be
+fenced. Then no event ever looks like a change again, and the object is
+stranded: not handled, or handled by nobody at its generation.
+
+Every ``interval`` this lists the objects labelled for this replica and, for
+each one whose current generation no handler has reported
+(``status.observedGeneration``, which only the owner writes) or whose
+scheduled retry is overdue by a whole interval, and that was already so at
+the previous look with no handler of this replica running on it, removes
+Kopf's stored state (progress and diff-base annotations; resourceVersion-
+checked): Kopf then sees the object as new and runs its handler. In steady
+state every object is handled and this only lists.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from lb_operator.api import GROUP, VERSION
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
-from lb_operator.sharding.streams import TRANSIENT, list_objects
+from lb_operator.sharding.streams import API_TIMEOUT, TRANSIENT, list_objects
 
 logger = logging.getLogger(__name__)
 
 NUDGE_ANNOTATION = "lboperator.dev/nudged-at"
+KOPF_STATE = (f"{GROUP}/reconcile", f"{GROUP}/last-handled-configuration")
+"""Kopf's progress of the change handler (id ``reconcile``) and its diff-base: removed by a nudge."""
 
 
 def unhandled(body: dict[str, Any]) -> bool:
@@ -102,9 +111,12 @@ class Nudger:
         self._suspects = suspects
 
     async def _nudge(self, plural: str, body: dict[str, Any]) -> None:
+        """Remove Kopf's state of ``body`` if it is unchanged since the look; Kopf then handles it as new."""
         metadata = body["metadata"]
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        patch = {"metadata": {"annotations": {NUDGE_ANNOTATION: now}}}
+        annotations: dict[str, str | None] = dict.fromkeys(KOPF_STATE)
+        annotations[NUDGE_ANNOTATION] = now
+        patch = {"metadata": {"resourceVersion": metadata["resourceVersion"], "annotations": annotations}}
         try:
             await self._objects.patch_namespaced_custom_object(
                 GROUP,
@@ -114,14 +126,15 @@ class Nudger:
                 metadata["name"],
                 patch,
                 _content_type="application/merge-patch+json",
+                _request_timeout=API_TIMEOUT,
             )
         except ApiException as error:
-            if error.status != 404:
+            if error.status not in (404, 409):
                 raise
-            return
+            return  # gone, or changed since the look: the next look judges it again
         self.nudged += 1
         logger.warning(
-            "nudged %s %s/%s: labelled for this replica but not handled for %ss",
+            "nudged %s %s/%s: labelled for this replica but not handled for %ss; Kopf handles it as new",
             plural,
             metadata["namespace"],
             metadata["name"],

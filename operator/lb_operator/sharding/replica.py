@@ -9,6 +9,7 @@ from typing import Any
 
 from kubernetes.aio import client
 
+from lb_operator.health import WatchHealth
 from lb_operator.mutex import LeaseMutex
 from lb_operator.sharding.drain import Drainer
 from lb_operator.sharding.members import Membership
@@ -43,11 +44,12 @@ class Replica:
         namespaces: list[str],
         nudge_interval: float = 30.0,
         leaving: Callable[[Mapping[str, Any], bool], None] = lambda body, going: None,
+        health: WatchHealth | None = None,
     ) -> None:
         self.identity = identity
         self.membership = Membership(mutex, identity)
-        self.sharder = Sharder(api, mutex, namespaces)
-        self.drainer = Drainer(api, identity, namespaces, leaving)
+        self.sharder = Sharder(api, mutex, namespaces, health)
+        self.drainer = Drainer(api, identity, namespaces, leaving, health)
         self.nudger = Nudger(api, identity, namespaces, self.drainer.busy, nudge_interval)
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -11,6 +11,12 @@ the labels that differ, ``WRITE_CONCURRENCY`` at a time, each write carrying
 the resourceVersion it read (a conflict only means another pass). A pass runs on any change of an object
 or of a member Lease, and at the next predicted member expiry.
 
+Who is alive is judged from the mutex's Lease cache, which a stalled watch
+would leave stale: every member would seem expired. So a pass runs only
+while the cache is proven fresh (``LeaseWatch.fresh_within``), and a member
+whose objects would move because it seems gone is read afresh first: one
+that renewed meanwhile keeps its objects.
+
 Moves:
 
 - unassigned, or owned by a member that is gone → labelled with its owner at once;
@@ -32,12 +38,14 @@ from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
-from lb_operator.mutex import HoldLost, LeaseMutex, LockTimeout
+from lb_operator.health import WatchHealth
+from lb_operator.mutex import HoldLost, LeaseMutex, LockTimeout, lease_name
+from lb_operator.mutex.leases import Missing, Unavailable
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
-from lb_operator.sharding.members import MEMBER_LEASE_PREFIX, live_members
+from lb_operator.sharding.members import MEMBER_PREFIX, live_members
 from lb_operator.sharding.ring import owner
 from lb_operator.sharding.roots import Body, root_of
-from lb_operator.sharding.streams import TRANSIENT, follow_forever, list_objects, scopes
+from lb_operator.sharding.streams import API_TIMEOUT, TRANSIENT, follow_forever, list_objects, scopes
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +54,8 @@ BATCH_WINDOW = 0.1
 """Seconds to gather more news after the first before a pass: a burst of events costs one pass."""
 WRITE_CONCURRENCY = 10
 """Label writes in flight at once in a pass: a replica's crash moves all its objects in one pass."""
+STALE_RECHECK = 0.5
+"""Seconds between looks at the Lease cache while it is not proven fresh (no API request is made)."""
 _FOREVER = 10 * 365 * 24 * 3600.0
 
 
@@ -100,14 +110,23 @@ def plan(bodies: list[Body], members: set[str]) -> list[Move]:
 class Sharder:
     """A candidate for sharder; ``run()`` until cancelled. While elected, it keeps labels right."""
 
-    def __init__(self, api: client.ApiClient, mutex: LeaseMutex, namespaces: list[str]) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        mutex: LeaseMutex,
+        namespaces: list[str],
+        health: WatchHealth | None = None,
+    ) -> None:
         self._objects = client.CustomObjectsApi(api)
+        self._health = health
         self._mutex = mutex
         self._namespaces = namespaces
         self._dirty = asyncio.Event()
         self.passes = 0
         self.lists = 0
         self.writes = 0
+        self.stale_skips = 0  # passes not run: the Lease cache was not proven fresh
+        self.confirmed_alive = 0  # members that seemed gone but a fresh read showed alive
         self._members: set[str] = set()
         self._shapes: dict[str, tuple[Any, ...]] = {}  # object UID → what its placement depends on
 
@@ -133,11 +152,18 @@ class Sharder:
                 metrics.LEADER.set(0)
 
     async def _lead(self, check: Callable[[], None]) -> None:
-        changes = self._mutex.watch.listen(MEMBER_LEASE_PREFIX)
+        changes = self._mutex.watch.listen(MEMBER_PREFIX)
         self._shapes = {}  # the watches below start with every object again
         watchers = [
             asyncio.create_task(
-                follow_forever(self._objects, kind.plural, namespace, self._changed, on_gap=self._dirty.set),
+                follow_forever(
+                    self._objects,
+                    kind.plural,
+                    namespace,
+                    self._changed,
+                    on_gap=self._dirty.set,
+                    health=self._health,
+                ),
                 name=f"shard-watch {kind.plural}",
             )
             for kind in ALL_KINDS
@@ -189,15 +215,24 @@ class Sharder:
                 waiting.cancel()
 
     async def _pass(self, check: Callable[[], None]) -> float | None:
-        """One pass; returns when the next member may expire (loop time), to look again then.
+        """One pass; returns when to look again (loop time): the next member expiry, or soon if stale.
 
         ``check`` (the sharder lock's) runs before each write: a sharder that
         lost its lock writes nothing more.
         """
-        members = live_members(self._mutex.watch)
-        self._count_member_changes(set(members))
+        watch, settings = self._mutex.watch, self._mutex.settings
+        loop = asyncio.get_running_loop()
+        if not watch.fresh_within(settings.renew_interval + settings.watch_stall_timeout):
+            if self.stale_skips % 20 == 0:
+                logger.warning("sharder: the Lease cache is not proven fresh; no objects move until it is")
+            self.stale_skips += 1
+            return loop.time() + STALE_RECHECK
+        members = live_members(watch)
         bodies = await self._list_all()
         self.passes += 1
+        labelled = {(b["metadata"].get("labels") or {}).get(SHARD_LABEL) for b in bodies}
+        members.update(await self._still_alive({m for m in labelled if m} - set(members)))
+        self._count_member_changes(set(members))
         moves = plan(bodies, set(members))
         await self._write_all(moves, check)
         if moves:
@@ -213,6 +248,32 @@ class Sharder:
             if shard in members:
                 metrics.OBJECTS.labels(member=shard).inc()
         return min(members.values(), default=None)
+
+    async def _still_alive(self, seeming_gone: set[str]) -> dict[str, float]:
+        """Of the members that seem gone but still own objects, those a fresh read shows alive (→ expiry).
+
+        A member whose Lease is missing, unheld, or unchanged since we saw it
+        (so not renewed for a lease duration by our clock) is gone; one with a
+        newer version renewed since — our cache missed it — and is alive.
+        """
+        alive: dict[str, float] = {}
+        watch, loop = self._mutex.watch, asyncio.get_running_loop()
+        for member in sorted(seeming_gone):
+            try:
+                found = await self._mutex.api.get(lease_name(MEMBER_PREFIX + member), "member")
+            except Missing:
+                continue
+            except Unavailable as error:
+                # Cannot tell: treat as alive this pass, so nothing moves on a guess.
+                logger.info("sharder: cannot read member %s (%s); its objects stay this pass", member, error)
+                alive[member] = loop.time() + 1.0
+                continue
+            observed = watch.observe(found)
+            if observed.record.holder and loop.time() < observed.expires_at():
+                self.confirmed_alive += 1
+                logger.warning("sharder: member %s seemed gone but renewed since; its objects stay", member)
+                alive[member] = observed.expires_at()
+        return alive
 
     def _count_member_changes(self, members: set[str]) -> None:
         for member in members - self._members:
@@ -257,6 +318,7 @@ class Sharder:
                 move.name,
                 body,
                 _content_type="application/merge-patch+json",
+                _request_timeout=API_TIMEOUT,
             )
         except ApiException as error:
             if error.status in (404, 409):

@@ -10,20 +10,20 @@ from pydantic import ValidationError
 from lb_operator.mutex import LockTimeout, MutexSettings, lease_name
 from lb_operator.mutex.records import key_kind, parse_resource_version
 
-DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def test_lb_keys_map_to_readable_lease_names() -> None:
-    assert lease_name("lb/8c6a0d4e-2d2b-4c8f-9b9a-5d1f3c2b1a00") == "lb-8c6a0d4e-2d2b-4c8f-9b9a-5d1f3c2b1a00"
+    assert lease_name("lb/8c6a0d4e-2d2b-4c8f-9b9a-5d1f3c2b1a00") == "lb.8c6a0d4e-2d2b-4c8f-9b9a-5d1f3c2b1a00"
 
 
 @pytest.mark.parametrize(
-    "key", ["Pool/ABC", "a" * 80, "ns/name with spaces", "x/../y", "lb/" + "9" * 70, "-lead/"]
+    "key", ["Pool/ABC", "a" * 300, "ns/name with spaces", "x/../y", "lb/" + "9" * 270, "-lead/", "a.b/c"]
 )
 def test_any_key_maps_to_a_valid_distinct_lease_name(key: str) -> None:
     name = lease_name(key)
-    assert len(name) <= 63
-    assert DNS1123.match(name), name
+    assert len(name) <= 253
+    assert SUBDOMAIN.match(name), name
     assert name != lease_name(key + "x")
 
 

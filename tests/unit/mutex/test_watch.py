@@ -179,3 +179,51 @@ async def test_an_unexpected_error_in_the_watch_is_survived_not_fatal(
     fake.put("lb-after", {"holderIdentity": "other/1"})
     await until("the watch to follow again", lambda: watch.get("lb-after") is not None)
     assert watch.synced
+
+
+def _stalling(fast: MutexSettings) -> MutexSettings:
+    return fast.model_copy(update={"watch_stall_timeout": 0.3})
+
+
+async def test_a_stream_that_holds_back_our_own_write_is_cut_and_the_cache_listed_again(
+    fake: FakeLeases, fast: MutexSettings
+) -> None:
+    watch = LeaseWatch(fake, _stalling(fast))
+    watch.start()
+    try:
+        await until("the first sync", lambda: watch.synced)
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        watch.wrote(await fake.replace(lease("lb-a", 0, holder="me/1"), "lb"), sent)
+        await until("our write to come back through the stream", lambda: watch.stalled_for() == 0)
+        assert watch.fresh_at is not None
+        assert watch.fresh_at >= sent
+        lists_before = fake.ledger.requests["list"]
+
+        fake.stall_open_watches()  # half-open: connected, silent
+        fake.put("lb-b", {"holderIdentity": "other/1", "leaseDurationSeconds": 3}, key="lb/b")
+        stalled_at = loop.time()
+        watch.wrote(await fake.replace(fake.objects["lb-a"], "lb"), stalled_at)
+        await until("the stall to be noticed", lambda: watch.stalls == 1 or watch.get("lb-b"), within=5)
+        assert watch.stalls == 1, "the silent stream delivered after all: this test proves nothing"
+        await until("the cache to be listed again", lambda: watch.get("lb-b") is not None, within=5)
+        assert fake.ledger.requests["list"] == lists_before + 1
+        assert watch.fresh_within(1.0)
+        assert watch.stalled_for() == 0
+    finally:
+        await watch.stop()
+
+
+async def test_an_idle_stream_with_no_write_of_ours_pending_is_not_taken_for_stalled(
+    fake: FakeLeases, fast: MutexSettings
+) -> None:
+    watch = LeaseWatch(fake, _stalling(fast))
+    watch.start()
+    try:
+        await until("the first sync", lambda: watch.synced)
+        fake.stall_open_watches()
+        await asyncio.sleep(0.6)  # twice the stall timeout, with nothing of ours to wait for
+        assert watch.stalls == 0
+        assert watch.synced
+    finally:
+        await watch.stop()
