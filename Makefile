@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONTROLPLANE_BUILD := tools/controlplane/build.sh
 HELM_BUILD := tools/helm/build.sh
+TOXIPROXY_BUILD := tools/toxiproxy/build.sh
 
-.PHONY: setup test test-modes lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e image kind-e2e clean
+.PHONY: setup test test-modes chaos lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e image kind-e2e clean
 
 setup: $(STAMP)
 
@@ -36,10 +37,11 @@ unit: setup
 integration: setup binaries
 	$(BIN)/pytest tests/integration
 
-## binaries: build (or find cached) kube-apiserver, kubectl, etcd and helm
+## binaries: build (or find cached) kube-apiserver, kubectl, etcd, helm and toxiproxy
 binaries:
 	@$(CONTROLPLANE_BUILD) >/dev/null
 	@$(HELM_BUILD) >/dev/null
+	@$(TOXIPROXY_BUILD) >/dev/null
 
 ## demo: control plane + simulator + operator, apply examples/demo/, watch it become Ready (LBOP_KUBECONFIG: use that cluster)
 demo: setup binaries
@@ -64,6 +66,11 @@ bench-e2e: setup binaries
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+## chaos: the long chaos suites (380 objects; SIGKILL, SIGSTOP, a black-holed replica, API-server restarts,
+## cloud faults); each prints a RESULT line (~15 min)
+chaos: setup binaries
+	LBOP_CHAOS=long $(BIN)/pytest -s -p no:cacheprovider tests/chaos
 
 ## test-modes: the operator's integration tests against the simulator's serialize and async modes too
 test-modes: setup binaries

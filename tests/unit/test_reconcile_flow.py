@@ -1,8 +1,10 @@
-"""The reconcile flow against the simulator, in process: deadlines, settling, a parent gone, drift.
+"""The reconcile flow against the simulator, in process: deadlines, settling, a parent gone, drift,
+and the proof of ownership before every cloud mutation.
 
-No Kubernetes here: parents are read through a small fake reader (the API
-server cannot be made to return a stale parent on purpose), and locking is
-off (the integration tests cover the Lease mutex with the flow).
+No Kubernetes here: objects are read through a small fake reader (the API
+server cannot be made to return a stale parent, or an object that moved
+between two reads, on purpose), and locking is off (the integration tests
+cover the Lease mutex with the flow).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
+from lb_operator.cloud import Busy, CloudscaleClient, CloudscaleSettings
 from lb_operator.cloud.models import LoadBalancerSpec, LoadBalancerUpdate, MemberUpdate
 from lb_operator.reconcile import engine
 from lb_operator.reconcile.engine import Context, DeadlineExceeded, NoLongerOurs, ParentNotReady
@@ -32,12 +34,16 @@ READY = {"conditions": [{"type": "Ready", "status": "True"}]}
 
 @dataclass
 class Parents:
-    """A reader of parent objects that answers what the test put in."""
+    """A reader of objects (the reconciled one and its parents) that answers what the test put in."""
 
     objects: dict[tuple[str, str, str], Resource] = field(default_factory=dict)
 
     async def get(self, kind: str, namespace: str, name: str) -> Resource | None:
         return self.objects.get((kind, namespace, name))
+
+    def have(self, obj: Resource) -> None:
+        """``obj`` exists in Kubernetes, unless the test said otherwise about it already."""
+        self.objects.setdefault((obj.kind, obj.namespace, obj.name), obj)
 
 
 def resource(
@@ -57,7 +63,11 @@ class Flow:
     def deadline(self, seconds: float) -> float:
         return asyncio.get_running_loop().time() + seconds
 
-    async def reconcile(self, obj: Resource, seconds: float = 10, resync: bool = False) -> engine.Outcome:
+    async def reconcile(
+        self, obj: Resource, seconds: float = 10, resync: bool = False, exists: bool = True
+    ) -> engine.Outcome:
+        if exists:
+            self.parents.have(obj)
         return await engine.reconcile(
             ADAPTERS[obj.kind], self.ctx, obj, self.deadline(seconds), resync=resync
         )
@@ -166,8 +176,8 @@ async def test_a_drifted_member_is_set_back_and_reported(flow: Flow) -> None:
 
 
 async def test_a_drift_check_leaves_alone_an_object_another_replica_owns_now(flow: Flow) -> None:
-    flow.ctx = dataclasses.replace(flow.ctx, shard="operator-0")
     lb = await flow.running_lb()
+    flow.ctx = dataclasses.replace(flow.ctx, shard="operator-0")
     await flow.cloud.update_load_balancer(str(lb.status["uuid"]), LoadBalancerUpdate(name="edited"))
     # Kopf's timer still has the body from before the move; Kubernetes has the new owner's label.
     flow.parents.objects[("LoadBalancer", "shop", "web")] = dataclasses.replace(lb, shard="operator-1")
@@ -234,8 +244,8 @@ async def test_a_drift_check_never_re_creates_what_is_being_deleted(flow: Flow, 
     else:
         flow.parents.objects[ref] = dataclasses.replace(lb, deleting=True)
 
-    with pytest.raises(NoLongerOurs):
-        await flow.reconcile(lb, resync=True)  # the check read the object before the deletion began
+    with pytest.raises(NoLongerOurs):  # the check read the object before the deletion began
+        await flow.reconcile(lb, resync=True, exists=False)
 
     assert flow.sim.stats()["objects"]["load_balancers"] == 0
 
@@ -315,3 +325,72 @@ async def test_a_drift_check_leaves_alone_an_object_whose_spec_changed_since_it_
     with pytest.raises(NoLongerOurs):
         await flow.reconcile(lb, resync=True)
     assert flow.sim.stats()["mutations"] == before
+
+
+async def test_a_change_that_lost_the_race_to_a_newer_generation_never_writes_the_older_spec(
+    flow: Flow,
+) -> None:
+    lb = await flow.running_lb()
+    uuid = str(lb.status["uuid"])
+    # Replica A read generation 1 (cloudName "one") and was frozen before its lock; meanwhile replica B
+    # applied generation 2 ("two") and Kubernetes holds generation 2.
+    stale = resource("LoadBalancer", "web", {"zone": "lpg1", "cloudName": "one"}, lb.status)
+    newer = dataclasses.replace(stale, generation=2, spec={"zone": "lpg1", "cloudName": "two"})
+    flow.parents.objects[("LoadBalancer", "shop", "web")] = newer
+    await flow.cloud.update_load_balancer(uuid, LoadBalancerUpdate(name="two"))
+    before = flow.sim.stats()["mutations"]
+
+    with pytest.raises(NoLongerOurs, match="generation 1 → 2"):
+        await flow.reconcile(stale)  # A resumes, gets the lock, and must not write "one" back
+
+    assert (await flow.cloud.get_load_balancer(uuid)).name == "two"
+    assert flow.sim.stats()["mutations"] == before
+
+
+@pytest.mark.parametrize("state", ["being deleted", "gone"])
+async def test_a_creation_whose_object_was_deleted_meanwhile_makes_nothing_in_the_cloud(
+    flow: Flow, state: str
+) -> None:
+    new = resource("LoadBalancer", "late", {"zone": "lpg1"})
+    if state == "being deleted":  # deleted while the creating replica was frozen: nobody would delete it
+        flow.parents.objects[("LoadBalancer", "shop", "late")] = dataclasses.replace(new, deleting=True)
+
+    with pytest.raises(NoLongerOurs):
+        await flow.reconcile(new, exists=False)
+
+    assert flow.sim.stats()["objects"]["load_balancers"] == 0, "a cloud object no Kubernetes object owns"
+
+
+async def test_a_cloud_object_another_object_made_is_never_changed_nor_deleted(flow: Flow) -> None:
+    lb = await flow.running_lb()
+    uuid = str(lb.status["uuid"])
+    # A copy (a restore into another namespace, or a copied manifest with its status) names the same
+    # cloud load balancer in status.uuid, under another UID and another name.
+    copy = Resource("LoadBalancer", "other", "web", "uid-copy", 1, {"zone": "lpg1"}, dict(lb.status))
+    before = flow.sim.stats()["mutations"]
+
+    with pytest.raises(engine.ForeignCloudObject, match="uid-web"):
+        await flow.reconcile(copy)
+    loop = asyncio.get_running_loop()
+    await engine.delete(
+        ADAPTERS["LoadBalancer"], flow.ctx, dataclasses.replace(copy, deleting=True), loop.time() + 10
+    )
+
+    assert flow.sim.stats()["mutations"] == before
+    assert (await flow.cloud.get_load_balancer(uuid)).name == "shop-web"
+    assert flow.events[-1][:2] == ("web", "Conflict")
+
+
+async def test_a_creation_whose_answer_was_lost_is_found_by_its_tag_and_never_made_twice(flow: Flow) -> None:
+    # The cloud answers 504 at once and applies the creation after the answer (a gateway gave up).
+    flow.sim.faults.configure(fault_lost=1.0, methods=["POST"])
+    new = resource("LoadBalancer", "web", {"zone": "lpg1"})
+    with pytest.raises(Busy):
+        await flow.reconcile(new)
+    flow.sim.faults.configure(fault_lost=0.0)
+
+    outcome = await flow.reconcile(new)  # the retry
+
+    assert flow.sim.stats()["faults"] == {"lost": 1}
+    assert flow.sim.stats()["objects"]["load_balancers"] == 1, "the retry made a second load balancer"
+    assert outcome.ready

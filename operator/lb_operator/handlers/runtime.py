@@ -14,10 +14,11 @@ from kubernetes.aio import client, config
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
+from lb_operator.health import WatchHealth
 from lb_operator.mutex import LeaseMutex
 from lb_operator.reconcile.engine import Context
 from lb_operator.reconcile.parents import ParentWatch
-from lb_operator.reconcile.resources import Resource, ResourceReader
+from lb_operator.reconcile.resources import Resource, ResourceAPI
 from lb_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -102,17 +103,19 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
         settings.cloud_url,
         settings.namespace,
     )
-    parents = ParentWatch(api, settings.watch_namespaces)
+    health = WatchHealth()
+    parents = ParentWatch(api, settings.watch_namespaces, health)
     parents.start()
     return Context(
         cloud=cloud,
         mutex=mutex,
         settings=settings,
-        resources=ResourceReader(api),
+        resources=ResourceAPI(api),
         events=events,
         api=api,
         parents=parents,
         shard=settings.identity if settings.sharding and mutex is not None else None,
+        health=health,
     )
 
 

@@ -1,12 +1,28 @@
-"""Status and conditions as the Kubernetes API conventions describe them."""
+"""Status and conditions as the Kubernetes API conventions describe them, written only by the owner.
+
+Why not Kopf's ``patch``: Kopf applies it after the handler returns, with no
+precondition, whoever the object belongs to by then. A replica that was
+frozen or cut off while another took the object over would write its old
+view over the new owner's. Here every status write carries the
+resourceVersion of a read that showed this replica owns the object at this
+generation (the handler's own body, or the fresh read before a cloud
+mutation); the API server refuses it (409) if anything changed since. Then
+the object is read again: still ours at this generation → the write is
+repeated on the new version; not → nothing is written (``NoLongerOurs``).
+A status equal to what is there is not written at all.
+"""
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any
 
-from lb_operator.reconcile.resources import Resource
+from lb_operator.reconcile.engine import Context, NoLongerOurs, why_not_ours
+from lb_operator.reconcile.resources import Resource, VersionConflict
+
+CONFLICTS = 5
+"""Writes refused because the object changed meanwhile, before a status write gives up for this attempt."""
 
 
 def _now() -> str:
@@ -28,21 +44,53 @@ def condition(obj: Resource, kind: str, ok: bool, reason: str, message: str) -> 
     }
 
 
-def write(
-    patch: MutableMapping[str, Any],
+def stanza(
     obj: Resource,
     *,
     ready: tuple[bool, str, str] | None,
     synced: tuple[bool, str, str],
     fields: Mapping[str, Any] | None = None,
-) -> None:
-    """Put conditions (and status fields) into Kopf's patch; ``ready=None`` keeps Ready as it was."""
+) -> dict[str, Any]:
+    """The status to merge in: ``fields``, the conditions, ``observedGeneration``.
+
+    ``ready=None`` keeps Ready as it was.
+    """
     conditions = [condition(obj, "Synced", *synced)]
     if ready is not None:
         conditions.insert(0, condition(obj, "Ready", *ready))
     else:
         conditions += [c for c in obj.status.get("conditions") or [] if c.get("type") == "Ready"]
-    status = patch.setdefault("status", {})
-    status.update(fields or {})
-    status["conditions"] = conditions
-    status["observedGeneration"] = obj.generation
+    return {**(fields or {}), "conditions": conditions, "observedGeneration": obj.generation}
+
+
+def unchanged(status: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether merging ``status`` into ``current`` would change nothing."""
+    return all(current.get(key) == value for key, value in status.items())
+
+
+async def publish(ctx: Context, obj: Resource, status: Mapping[str, Any], basis: Resource) -> None:
+    """Merge ``status`` into ``obj``'s status, fenced on ``basis`` (a read that proved ownership).
+
+    ``NoLongerOurs`` when the object, read again after a refusal, is gone,
+    being deleted, owned by another replica or at another generation.
+    ``VersionConflict`` when it kept changing for ``CONFLICTS`` writes (a
+    transient problem: the handler retries). API errors propagate.
+    """
+    current, version = basis.status, basis.resource_version
+    for _ in range(CONFLICTS):
+        if unchanged(status, current):
+            return
+        try:
+            await ctx.wrote(obj, "status")
+            await ctx.resources.patch_status(obj, version, status)
+            return
+        except VersionConflict:
+            now = await ctx.resources.get(obj.kind, obj.namespace, obj.name)
+        except LookupError:
+            now = None
+        why = why_not_ours(ctx, obj, now)
+        if why is not None:
+            raise NoLongerOurs(obj, why, gone=now is None or now.uid != obj.uid)
+        assert now is not None
+        current, version = now.status, now.resource_version
+    raise VersionConflict(f"{obj.ref} kept changing; its status is written on the next attempt")

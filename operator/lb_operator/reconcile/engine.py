@@ -1,19 +1,28 @@
-"""The one reconcile flow every kind shares: plan first, lock only to mutate.
+"""The one reconcile flow every kind shares: plan first, lock only to mutate, prove before writing.
 
 1. Resolve the parent. A child whose parent is not Ready waits for it, woken
    by the parent's watch event (``ParentWatch``), for part of the attempt;
    then it gives up with ``ParentNotReady`` and is retried.
-2. Read the cloud object and compare it with the spec.
+2. Read the cloud object and compare it with the spec. A cloud object named
+   by ``status.uuid`` is this object's only if its UID tag says so (or it has
+   none): another object's is never touched (``ForeignCloudObject``).
 3. In sync → return the status; no lock is taken (readers never pay for writers).
-4. Otherwise, under the Lease of the lock key: read again (another replica may
-   have done the work meanwhile), wait while the cloud says the load balancer
-   is ``changing``, ``held.check()``, mutate, read back. The key of a load
-   balancer's whole tree is ``family_key`` of its object, so its creation is
-   locked as well as every later change.
+4. Otherwise, under the Lease of the tree's key (``family_key``: the
+   LoadBalancer object's UID, which exists before the cloud load balancer
+   does, so its creation is locked too): read the cloud again (another
+   replica may have done the work meanwhile), wait while the cloud says the
+   load balancer is ``changing``, then **prove ownership** — read the object
+   afresh and check that it still exists with this UID, is labelled for this
+   replica, is not being deleted and is at the generation this attempt
+   works on (``prove``; else ``NoLongerOurs``) — then ``held.check()``, and
+   only then mutate. A replica that was frozen or cut off while another took
+   its objects over can therefore never write an older spec over a newer
+   one, or re-create what was deleted meanwhile.
 5. A new load balancer is waited for under the lock until it is ``running``;
-   a mutation whose answer never came (timeout, cut connection) may still be
-   applied by the cloud, so the lock is kept until the load balancer has
-   settled: the next holder never collides with it.
+   a mutation whose answer never came, or came as a 5xx (a gateway may
+   answer 502/504 for a change the cloud applied), may still be applied, so
+   the lock is kept until the load balancer has settled and a creation is
+   looked up by its UID tag before anything is sent again.
 
 Every read, wait and mutation of an attempt is bounded by its deadline
 (``asyncio.timeout_at``): past it the attempt ends with ``DeadlineExceeded``,
@@ -27,8 +36,9 @@ UID as a tag, so an object created just before a crash is found, not made twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -37,9 +47,10 @@ from kubernetes.aio import client
 
 from lb_operator.cloud import Backend, Busy, Invalid, NotFound
 from lb_operator.cloud.models import LoadBalancer
+from lb_operator.health import WatchHealth
 from lb_operator.mutex import Hold, LeaseMutex, Waiting
 from lb_operator.reconcile.parents import ParentWatch, Ref, until_set
-from lb_operator.reconcile.resources import Resource, ResourceReader
+from lb_operator.reconcile.resources import Resource, ResourceAPI
 from lb_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -51,14 +62,49 @@ OBJECT_TAG = "lboperator-object"
 EventSink = Callable[[Resource, str, str, str], None]
 """Posts a Kubernetes Event: (object, type ``Normal``/``Warning``, reason, message)."""
 
+WriteHook = Callable[[Resource, str], Awaitable[None]]
+"""Told of every write just before it is sent: (object, ``cloud`` or ``status``); the handler journal."""
+
+
+async def _no_journal(obj: Resource, what: str) -> None:
+    return None
+
 
 class ParentNotReady(Exception):
-    """The parent object is missing or not Ready yet: wait, do not call the cloud."""
+    """The parent object is missing or not Ready yet: wait, do not call the cloud.
+
+    ``watched``: a change of the parent wakes the waiting child (a parent named
+    by reference). A parent named by cloud UUID is not watched: the child backs off.
+    """
+
+    def __init__(self, message: str, *, watched: bool = True) -> None:
+        super().__init__(message)
+        self.watched = watched
 
 
 class NoLongerOurs(Exception):
-    """A drift check found, under the lock, the object deleted or being deleted (its delete handler owns it)
-    or labelled for another replica (which checks it from now on): it leaves the object alone."""
+    """A fresh read showed that this attempt must not write: the object is gone, made again under
+    another UID, being deleted, labelled for another replica, or at a newer generation than the one
+    the attempt works on. Whoever owns it now (or the newer generation's handler) does the work."""
+
+    def __init__(self, obj: Resource, why: str, *, gone: bool = False) -> None:
+        super().__init__(f"{obj.ref} {why}; left to its owner")
+        self.gone = gone
+
+
+class ForeignCloudObject(Exception):
+    """``status.uuid`` names a cloud object that another Kubernetes object made: it is never touched."""
+
+    def __init__(self, obj: Resource, uuid: str, owner: str) -> None:
+        super().__init__(
+            f"the cloud object {uuid} named in status.uuid belongs to another Kubernetes object "
+            f"(its {UID_TAG} tag is {owner}, this object's UID is {obj.uid}); nothing was changed. If "
+            "this object was restored or copied from another, remove status.uuid (kubectl edit "
+            "--subresource=status) to have a cloud object made for it, or delete this object: its "
+            "deletion leaves that cloud object alone"
+        )
+        self.uuid = uuid
+        self.owner = owner
 
 
 class DeadlineExceeded(Exception):
@@ -85,12 +131,15 @@ class Context:
     cloud: Backend
     mutex: LeaseMutex | None  # None only when locking is switched off (unsafe)
     settings: OperatorSettings
-    resources: ResourceReader
+    resources: ResourceAPI
     events: EventSink = field(default=lambda *_: None)
     api: client.ApiClient | None = None  # owned here so it is closed with the rest
     parents: ParentWatch = field(default_factory=lambda: ParentWatch(None, []))
     shard: str | None = None  # with sharding: the shard label of the objects this process owns
     leaving: set[str] = field(default_factory=set)  # UIDs being drained away: their waits end at once
+    families: dict[str, str] = field(default_factory=dict)  # cloud LB UUID → its lock key (never changes)
+    wrote: WriteHook = _no_journal
+    health: WatchHealth = field(default_factory=WatchHealth)  # the process's watches, for /healthz
 
 
 @dataclass(frozen=True)
@@ -102,32 +151,57 @@ class Parent:
     pool: str | None = None
 
 
-def family_key(namespace: str, load_balancer: str) -> str:
-    """The lock key of a LoadBalancer object's whole tree: ``lb/<namespace>/<name>``.
+def family_key(uid: str) -> str:
+    """The lock key of a LoadBalancer object's whole tree: ``lb/<its Kubernetes UID>``.
 
     Keyed on the Kubernetes object, not the cloud UUID, so that it exists
     before the cloud load balancer does (its creation is serialized too: the
     cloud has no idempotency key, and two replicas creating it would make
-    two) and never changes while a change may be in flight.
+    two) and never changes while a change may be in flight. The UID, not the
+    namespace and name: it is unique (``shop/prod-web`` and ``shop-prod/web``
+    are two trees) and it is what the cloud load balancer's UID tag carries, so
+    a child that knows only the cloud load balancer finds the same key.
     """
-    return f"lb/{namespace}/{load_balancer}"
+    return f"lb/{uid}"
 
 
 def family_of(load_balancer: LoadBalancer) -> str:
     """The lock key of a cloud load balancer: its object's family if we made it, else its UUID."""
-    owner = load_balancer.tags.get(OBJECT_TAG, "")
-    namespace, dot, name = owner.partition(".")  # a namespace has no dots: the first one separates
-    return family_key(namespace, name) if dot and namespace and name else f"lb/{load_balancer.uuid}"
+    uid = load_balancer.tags.get(UID_TAG)
+    return family_key(uid) if uid else f"lb/{load_balancer.uuid}"
+
+
+async def family_by_uuid(ctx: Context, load_balancer: str) -> str:
+    """The lock key of a load balancer known by its cloud UUID: one cloud read, then remembered.
+
+    Safe to remember: a cloud load balancer's UID tag is set when it is made
+    and names one Kubernetes object for good (an edited tag is drift, set back).
+    """
+    family = ctx.families.get(load_balancer)
+    if family is None:
+        try:
+            found = await ctx.cloud.get_load_balancer(load_balancer)
+        except NotFound:
+            raise ParentNotReady(
+                f"load balancer {load_balancer} does not exist in the cloud", watched=False
+            ) from None
+        family = ctx.families[load_balancer] = family_of(found)
+    return family
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """The status to write, and whether the object is Ready."""
+    """The status to write, and whether the object is Ready.
+
+    ``basis``: the fresh read that proved ownership before a mutation, if the
+    attempt made one; the status write is fenced on its resourceVersion.
+    """
 
     status: dict[str, Any]
     ready: bool
     reason: str
     message: str
+    basis: Resource | None = None
 
 
 C = TypeVar("C")
@@ -242,15 +316,40 @@ async def _parent(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: fl
                     raise
 
 
-def why_not_ours(ctx: Context, obj: Resource, now: Resource | None) -> str | None:
-    """Why a drift check that began with ``obj`` must leave the object, read again as ``now``; else None."""
-    if now is None or now.deleting or now.uid != obj.uid:
+def why_not_ours(ctx: Context, obj: Resource, now: Resource | None, *, deleting: bool = False) -> str | None:
+    """Why an attempt that began with ``obj`` must not write, now that the object reads ``now``; else None.
+
+    ``deleting``: the attempt is the object's deletion, which is what a
+    deletion timestamp asks for; any other attempt leaves a deleting object
+    to it. A deletion does not care for the generation (the spec no longer
+    matters); any other attempt works on one generation only.
+    """
+    if now is None or now.uid != obj.uid:
+        return "is gone"
+    if now.deleting and not deleting:
         return "is being deleted"
     if ctx.shard is not None and now.shard != ctx.shard:
-        return f"belongs to replica {now.shard} now"
-    if now.generation != obj.generation:  # e.g. the timer of a copy Kopf forgot: its spec is old
-        return "changed since the check began"
+        return f"belongs to replica {now.shard or '(none yet)'} now"
+    if not deleting and now.generation != obj.generation:
+        return f"changed since this attempt began (generation {obj.generation} → {now.generation})"
     return None
+
+
+async def prove(ctx: Context, obj: Resource, *, deleting: bool = False) -> Resource:
+    """Read the object afresh; return it if this attempt may still write, else raise ``NoLongerOurs``.
+
+    The read is a consistent one (no resourceVersion: etcd's current state),
+    so nothing that happened before it can be missed. Called under the
+    tree's lock, right before a cloud mutation: together with
+    ``held.check()`` it is the proof that this replica, holding a live lock,
+    owns this object at this generation.
+    """
+    now = await ctx.resources.get(obj.kind, obj.namespace, obj.name)
+    why = why_not_ours(ctx, obj, now, deleting=deleting)
+    if why is not None:
+        raise NoLongerOurs(obj, why, gone=now is None or now.uid != obj.uid)
+    assert now is not None
+    return now
 
 
 async def _change(
@@ -262,27 +361,22 @@ async def _change(
     deadline: float,
     resync: bool,
 ) -> Outcome:
-    """Under the lock: read again, wait for the load balancer to settle, mutate, and report."""
+    """Under the lock: read again, wait for the load balancer to settle, prove ownership, mutate, report."""
     try:
         async with asyncio.timeout_at(deadline):
             current = await adapter.find(ctx, obj, parent)  # another replica may have done it meanwhile
             changes = adapter.changes(obj, current) if current is not None else None
             if current is not None and changes is None:
                 return adapter.outcome(obj, current, parent)
-            if resync:
-                # Correct only what is still wanted, and still ours: a deletion may have begun since the
-                # check began (its handler holds this lock while it deletes and must not be undone), or
-                # the object may have moved to another replica (Kopf keeps a forgotten object's timer).
-                gone = why_not_ours(ctx, obj, await ctx.resources.get(obj.kind, obj.namespace, obj.name))
-                if gone is not None:
-                    raise NoLongerOurs(f"{obj.ref} {gone}")
             load_balancer = _load_balancer_of(parent, current)
             if load_balancer is not None:
                 await until_settled(ctx, load_balancer)  # never mutate while the cloud says `changing`
+            basis = await prove(ctx, obj)
     except TimeoutError:
         raise DeadlineExceeded("waiting for the load balancer to stop changing") from None
 
-    _check(held)
+    await ctx.wrote(basis, "cloud")
+    _check(held)  # the last step before the request: a hold that lapsed meanwhile sends nothing
     answered = False
     try:
         async with asyncio.timeout_at(deadline):
@@ -302,16 +396,29 @@ async def _change(
                 _updated(adapter, ctx, obj, changes, resync)
                 current = await adapter.find(ctx, obj, parent) or current
     except (TimeoutError, Busy) as error:
-        in_doubt = not answered and not (isinstance(error, Busy) and error.status is not None)
-        if in_doubt:  # no answer: the cloud may still be applying it
+        if not answered and might_be_applied(error):
             await _settle_in_doubt(adapter, ctx, obj, parent, current)
         if isinstance(error, TimeoutError):
             raise DeadlineExceeded(f"changing the {adapter.kind} in the cloud") from None
         raise
     if isinstance(current, LoadBalancer) and current.status == "changing":
         built = await _until_built(ctx, current, deadline)
-        return adapter.outcome(obj, built, parent)  # type: ignore[arg-type]  # C is LoadBalancer here
-    return adapter.outcome(obj, current, parent)
+        outcome: Outcome = adapter.outcome(obj, built, parent)  # type: ignore[arg-type]  # C is LoadBalancer
+    else:
+        outcome = adapter.outcome(obj, current, parent)
+    return dataclasses.replace(outcome, basis=basis)
+
+
+def might_be_applied(error: BaseException) -> bool:
+    """Whether a mutation that failed with ``error`` may still have been applied by the cloud.
+
+    No answer (a timeout, a cut connection) or a 5xx (a gateway answers 502
+    or 504 for a request its backend went on to apply): in doubt. A 409, 429,
+    408 or 425 is the cloud refusing to start it: not applied.
+    """
+    if isinstance(error, Busy):
+        return error.status is None or error.status >= 500
+    return isinstance(error, TimeoutError)
 
 
 def _load_balancer_of(parent: Parent | None, current: object) -> str | None:
@@ -384,33 +491,45 @@ async def _until_built(ctx: Context, created: LoadBalancer, deadline: float) -> 
 async def _settle_in_doubt(
     adapter: Adapter[C], ctx: Context, obj: Resource, parent: Parent | None, current: C | None
 ) -> None:
-    """No answer came to a mutation: the cloud may still apply it. Keep the lock until it has settled.
+    """A mutation may have been applied without our knowing: keep the lock until the cloud has settled.
 
     Bounded by ``handler_timeout`` of its own (the attempt's deadline may be
-    spent); past that the lock goes, and the next holder waits for the load
-    balancer to stop ``changing`` before it mutates anything. A new load
-    balancer whose creation never shows up within that bound was most likely
-    never made: the cloud has no idempotency key, so this is the best a client
-    can do against creating it twice.
+    spent). A change under a load balancer: until the load balancer stops
+    ``changing``. A new load balancer: looked up by its UID tag for as long
+    as the cloud may still be working on a request we gave up on
+    (``cloud_request_timeout``), then until it settles. The next attempt
+    finds by the tag whatever was made, so nothing is created twice; past
+    these bounds the lock goes, and the next holder waits for the load
+    balancer to stop ``changing`` before it mutates anything.
     """
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout_at(loop.time() + ctx.settings.handler_timeout):
             load_balancer = _load_balancer_of(parent, current)
-            pauses = _poll_pauses(ctx)
-            while load_balancer is None:  # a new load balancer: look until its creation lands
-                found = await adapter.find(ctx, obj, parent)
-                if isinstance(found, LoadBalancer):
-                    load_balancer = found.uuid
-                else:
-                    await asyncio.sleep(next(pauses))
-            await until_settled(ctx, load_balancer)
+            if load_balancer is None:  # a new load balancer: look until its creation shows up
+                look_until = loop.time() + ctx.settings.cloud_request_timeout
+                pauses = _poll_pauses(ctx)
+                while load_balancer is None and loop.time() < look_until:
+                    found = await adapter.find(ctx, obj, parent)
+                    if isinstance(found, LoadBalancer):
+                        load_balancer = found.uuid
+                    else:
+                        await asyncio.sleep(next(pauses))
+            if load_balancer is not None:
+                await until_settled(ctx, load_balancer)
     except (TimeoutError, Busy) as error:
         logger.warning("%s: cannot tell whether the cloud settled (%s); releasing the lock", obj.ref, error)
 
 
 async def delete(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: float) -> None:
-    """Remove the cloud object of ``obj``; one that is already gone (e.g. with its parent) is success."""
+    """Remove the cloud object of ``obj``; one that is already gone (e.g. with its parent) is success.
+
+    A cloud object named in ``status.uuid`` that belongs to another
+    Kubernetes object is left alone (``ForeignCloudObject`` is reported by
+    the caller). Under the lock, the deletion proves first that this replica
+    still owns the object (``NoLongerOurs`` if it moved; ``gone`` if
+    another replica finished the deletion meanwhile).
+    """
     try:
         async with asyncio.timeout_at(deadline):
             try:
@@ -421,6 +540,11 @@ async def delete(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: flo
                 current = await adapter.find(ctx, obj, parent)
             except (NotFound, ParentNotReady):
                 current = None  # the parent is gone, and its children with it
+            except ForeignCloudObject as foreign:
+                await prove(ctx, obj, deleting=True)
+                message = f"deleted without touching the cloud: {foreign}"
+                ctx.events(obj, "Warning", "Conflict", message)
+                return
     except TimeoutError:
         raise DeadlineExceeded("reading the cloud") from None
     if current is None:
@@ -431,6 +555,8 @@ async def delete(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: flo
                 load_balancer = _load_balancer_of(parent, current)
                 if load_balancer is not None:
                     await until_settled(ctx, load_balancer)
+                basis = await prove(ctx, obj, deleting=True)
+                await ctx.wrote(basis, "cloud")
                 _check(held)
                 try:
                     await adapter.delete(ctx, obj, current)
@@ -450,7 +576,7 @@ async def _parent_from_status(ctx: Context, obj: Resource) -> Parent | None:
     if not lb:
         return None
     try:
-        cloud_lb = await ctx.cloud.get_load_balancer(str(lb))
-    except NotFound:
+        family = await family_by_uuid(ctx, str(lb))
+    except ParentNotReady:
         return None
-    return Parent(load_balancer=str(lb), family=family_of(cloud_lb), pool=obj.status.get("poolUUID"))
+    return Parent(load_balancer=str(lb), family=family, pool=obj.status.get("poolUUID"))

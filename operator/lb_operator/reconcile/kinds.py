@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from functools import partial
 from ipaddress import ip_network
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -33,11 +33,12 @@ from lb_operator.cloud.models import (
 from lb_operator.reconcile.engine import (
     UID_TAG,
     Context,
+    ForeignCloudObject,
     Outcome,
     Parent,
     ParentNotReady,
+    family_by_uuid,
     family_key,
-    family_of,
     wanted_tags,
 )
 from lb_operator.reconcile.parents import Ref
@@ -56,30 +57,39 @@ def diff(update: type[U], current: BaseModel, wanted: dict[str, Any]) -> U | Non
     return update(**changed) if changed else None
 
 
-C = TypeVar("C")
+class Tagged(Protocol):
+    @property
+    def tags(self) -> dict[str, str]: ...
+
+
+C = TypeVar("C", bound=Tagged)
 
 
 async def find_own(
     obj: Resource, get: Callable[[str], Awaitable[C]], listing: Callable[..., Awaitable[list[C]]]
 ) -> C | None:
     """The cloud object of ``obj``: by ``status.uuid``; else, after a crash before the status was
-    written or after someone removed it, ours by the UID tag; else ``None``."""
+    written or after someone removed it, ours by the UID tag; else ``None``.
+
+    One found by ``status.uuid`` is ours only if its UID tag is this object's
+    (or it has none: a tag removed in the console is drift, set back). One
+    carrying another object's UID (a copy, a restore into another namespace)
+    raises ``ForeignCloudObject``: changing or deleting it would break the
+    object it belongs to.
+    """
     uuid = obj.status.get("uuid")
     if uuid:
         try:
-            return await get(str(uuid))
+            found = await get(str(uuid))
         except NotFound:
             pass
-    found = await listing(tags={UID_TAG: obj.uid})
-    return found[0] if found else None
-
-
-async def _family_by_uuid(ctx: Context, load_balancer: str) -> str:
-    """The family key of a load balancer known only by its cloud UUID (one cloud read)."""
-    try:
-        return family_of(await ctx.cloud.get_load_balancer(load_balancer))
-    except NotFound:
-        raise ParentNotReady(f"load balancer {load_balancer} does not exist in the cloud") from None
+        else:
+            owner = found.tags.get(UID_TAG)
+            if owner is not None and owner != obj.uid:
+                raise ForeignCloudObject(obj, str(uuid), owner)
+            return found
+    listed = await listing(tags={UID_TAG: obj.uid})
+    return listed[0] if listed else None
 
 
 def _pool_of(parent: Parent | None) -> str:
@@ -97,7 +107,7 @@ class LoadBalancers:
         return None
 
     def lock_key(self, ctx: Context, obj: Resource, parent: Parent | None) -> str | None:
-        return family_key(obj.namespace, obj.name)
+        return family_key(obj.uid)
 
     async def parent(self, ctx: Context, obj: Resource) -> Parent | None:
         return None
@@ -182,15 +192,16 @@ class Pools:
             usable = lb.is_ready() or lb.reason("Ready") == "Degraded"  # degraded: the children repair it
             if not usable or not lb.status.get("uuid"):
                 raise ParentNotReady(f"LoadBalancer {obj.namespace}/{ref['name']} is not Ready yet")
-            return Parent(load_balancer=str(lb.status["uuid"]), family=family_key(obj.namespace, ref["name"]))
+            return Parent(load_balancer=str(lb.status["uuid"]), family=family_key(lb.uid))
         uuid = str(obj.spec["loadBalancerUUID"])
         try:
             cloud_lb = await ctx.cloud.get_load_balancer(uuid)
         except NotFound:
-            raise ParentNotReady(f"load balancer {uuid} does not exist in the cloud") from None
+            raise ParentNotReady(f"load balancer {uuid} does not exist in the cloud", watched=False) from None
         if cloud_lb.status != "running" and cloud_lb.status not in DEGRADED:
-            raise ParentNotReady(f"load balancer {uuid} is {cloud_lb.status}, not running yet")
-        return Parent(load_balancer=uuid, family=family_of(cloud_lb))
+            message = f"load balancer {uuid} is {cloud_lb.status}, not running yet"
+            raise ParentNotReady(message, watched=False)
+        return Parent(load_balancer=uuid, family=await family_by_uuid(ctx, uuid))
 
     async def find(self, ctx: Context, obj: Resource, parent: Parent | None) -> Pool | None:
         return await find_own(obj, ctx.cloud.get_pool, ctx.cloud.list_pools)
@@ -243,18 +254,15 @@ class _PoolChild:
             if not pool.is_ready() or not pool.status.get("uuid") or not pool.status.get("loadBalancerUUID"):
                 raise ParentNotReady(f"LoadBalancerPool {obj.namespace}/{ref['name']} is not Ready yet")
             lb_uuid = str(pool.status["loadBalancerUUID"])
-            lb_ref = pool.spec.get("loadBalancerRef")
-            family = (
-                family_key(obj.namespace, lb_ref["name"]) if lb_ref else await _family_by_uuid(ctx, lb_uuid)
-            )
+            family = await family_by_uuid(ctx, lb_uuid)  # the key of the cloud load balancer it changes
             return Parent(load_balancer=lb_uuid, family=family, pool=str(pool.status["uuid"]))
         uuid = str(obj.spec["poolUUID"])
         try:
             cloud_pool = await ctx.cloud.get_pool(uuid)
         except NotFound:
-            raise ParentNotReady(f"pool {uuid} does not exist in the cloud") from None
+            raise ParentNotReady(f"pool {uuid} does not exist in the cloud", watched=False) from None
         lb_uuid = cloud_pool.load_balancer.uuid
-        return Parent(load_balancer=lb_uuid, family=await _family_by_uuid(ctx, lb_uuid), pool=uuid)
+        return Parent(load_balancer=lb_uuid, family=await family_by_uuid(ctx, lb_uuid), pool=uuid)
 
     @staticmethod
     def _status(current: Member | HealthMonitor) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from kubernetes.aio import client
 
+from lb_operator.health import WatchHealth
 from lb_operator.sharding.streams import follow_forever, scopes
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,11 @@ Ref = tuple[str, str, str]
 class ParentWatch:
     """Who waits for which parent, and the watches that wake them."""
 
-    def __init__(self, api: client.ApiClient | None, namespaces: list[str]) -> None:
+    def __init__(
+        self, api: client.ApiClient | None, namespaces: list[str], health: WatchHealth | None = None
+    ) -> None:
         self._objects = client.CustomObjectsApi(api) if api is not None else None
+        self._health = health
         self._namespaces = namespaces
         self._waiting: dict[Ref, asyncio.Event] = {}  # only refs someone waits on: bounded by waiters
         self._users: dict[Ref, int] = {}
@@ -54,6 +58,7 @@ class ParentWatch:
                         namespace,
                         functools.partial(self._on_event, kind),
                         on_gap=self.wake_all,
+                        health=self._health,
                     ),
                     name=f"parent watch {plural} {namespace or '*'}",
                 )
@@ -63,9 +68,7 @@ class ParentWatch:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _on_event(self, kind: str, type_: str, body: dict[str, Any]) -> None:
         metadata = body.get("metadata") or {}

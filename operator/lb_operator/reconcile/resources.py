@@ -1,4 +1,4 @@
-"""The operator's view of one custom object, and reads of other ones (parents).
+"""The operator's view of one custom object, fresh reads of objects, and fenced status writes.
 
 Reconcile code works on this plain value rather than on Kopf's body, so it
 can be read and tested without Kopf.
@@ -33,6 +33,7 @@ class Resource:
     status: Mapping[str, Any] = field(default_factory=dict)
     deleting: bool = False  # metadata.deletionTimestamp is set: its delete handler owns it now
     shard: str | None = None  # the replica that owns it (its shard label), with sharding
+    resource_version: str = ""  # of the read this value comes from: a status write is fenced on it
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Resource:
@@ -47,6 +48,7 @@ class Resource:
             status=dict(body.get("status") or {}),
             deleting=bool(metadata.get("deletionTimestamp")),
             shard=(metadata.get("labels") or {}).get(SHARD_LABEL),
+            resource_version=str(metadata.get("resourceVersion") or ""),
         )
 
     @property
@@ -70,16 +72,22 @@ class Resource:
         )
 
 
-class ResourceReader:
-    """Reads custom objects of this operator's group (to resolve parents)."""
+class VersionConflict(Exception):
+    """A write carrying a resourceVersion found the object changed since (HTTP 409)."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+
+class ResourceAPI:
+    """Reads custom objects of this operator's group, and writes their status only if unchanged."""
+
+    def __init__(self, api: client.ApiClient, request_timeout: float = 30.0) -> None:
         self._objects = client.CustomObjectsApi(api)
+        self._timeout = request_timeout
 
     async def get(self, kind: str, namespace: str, name: str) -> Resource | None:
+        """The object as the API server has it now (a consistent read); ``None`` if there is none."""
         try:
             body = await self._objects.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, _PLURALS[kind], name
+                GROUP, VERSION, namespace, _PLURALS[kind], name, _request_timeout=self._timeout
             )
         except ApiException as error:
             if error.status == 404:
@@ -87,3 +95,28 @@ class ResourceReader:
             raise
         assert isinstance(body, dict), f"a custom object is a JSON object, got {type(body).__name__}"
         return Resource.from_body(body)
+
+    async def patch_status(self, obj: Resource, resource_version: str, status: Mapping[str, Any]) -> None:
+        """Merge ``status`` into the object's status if it is still at ``resource_version``.
+
+        ``VersionConflict`` if it changed since (anything: labels, spec, another
+        status write); ``LookupError`` if it is gone.
+        """
+        body = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
+        try:
+            await self._objects.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                obj.namespace,
+                _PLURALS[obj.kind],
+                obj.name,
+                body,
+                _content_type="application/merge-patch+json",
+                _request_timeout=self._timeout,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise VersionConflict(f"{obj.ref} changed since version {resource_version}") from None
+            if error.status == 404:
+                raise LookupError(f"{obj.ref} is gone") from None
+            raise

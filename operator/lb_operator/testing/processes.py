@@ -91,7 +91,7 @@ class SimulatorProcess:
     def set_faults(self, **fields: Any) -> dict[str, Any]:
         """``PUT /debug/faults``: change the given fault settings, keep the others; all of them as now.
 
-        ``fields``: ``fault_500``, ``fault_hang``, ``hang_seconds``, ``methods``
+        ``fields``: ``fault_500``, ``fault_hang``, ``fault_lost``, ``hang_seconds``, ``methods``
         (see ``docs/backends.md``). Invalid ones raise ``HTTPError`` 400.
         """
         result: dict[str, Any] = self.request("PUT", "/debug/faults", fields)
@@ -100,6 +100,11 @@ class SimulatorProcess:
     def stats(self) -> dict[str, Any]:
         """``/debug/stats``: mutations, overlaps, objects per kind."""
         result: dict[str, Any] = self._get("/debug/stats")
+        return result
+
+    def log(self) -> list[dict[str, Any]]:
+        """``/debug/log``: every finished or rejected change, oldest first (the last 10,000)."""
+        result: list[dict[str, Any]] = self._get("/debug/log")
         return result
 
     def list(self, path: str) -> list[dict[str, Any]]:
@@ -115,10 +120,19 @@ class SimulatorProcess:
 class OperatorProcess:
     """``lb-operator run`` against ``cluster`` and the simulator; ``settings`` become ``LBOP_*`` variables."""
 
-    def __init__(self, cluster: Cluster, simulator: SimulatorProcess, log: Path, **settings: Any) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        simulator: SimulatorProcess,
+        log: Path,
+        *,
+        kubeconfig: Path | None = None,
+        **settings: Any,
+    ) -> None:
+        """``kubeconfig``: reach the API server another way than the cluster's own (e.g. through a proxy)."""
         env = dict(
             os.environ,
-            KUBECONFIG=str(cluster.kubeconfig),
+            KUBECONFIG=str(kubeconfig or cluster.kubeconfig),
             CLOUDSCALE_API_TOKEN=SIMULATOR_TOKEN,
             LBOP_CLOUD_URL=simulator.url,
             LBOP_NAMESPACE="default",

@@ -39,19 +39,33 @@ class ReplicaFleet:
         self.settings = {"retry_delay": 0.5, "retry_delay_max": 5, "ready_poll": 0.5, **settings}
         self.replicas: dict[str, OperatorProcess] = {}
 
-    def start(self, name: str) -> OperatorProcess:
+    def start(self, name: str, kubeconfig: Path | None = None, **settings: Any) -> OperatorProcess:
+        """Start replica ``name``; ``kubeconfig`` to reach the API server otherwise, ``settings`` its own."""
         replica = OperatorProcess(
             self.cluster,
             self.simulator,
             self.logs / f"{name}.log",
+            kubeconfig=kubeconfig,
             watch_namespaces=self.namespace,
             namespace=self.namespace,  # its own locks, members and sharder: nothing shared with other fleets
             identity=name,
             handler_journal=self.journal,
-            **self.settings,
+            **{**self.settings, **settings},
         )
         self.replicas[name] = replica
         return replica
+
+    def freeze(self, name: str) -> None:
+        """SIGSTOP ``name``: alive, holding its sockets and leases, doing nothing until ``thaw``."""
+        self.replicas[name].process.send_signal(signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        """SIGCONT ``name``: it resumes mid-handler, with whatever it held in memory."""
+        self.replicas[name].process.send_signal(signal.SIGCONT)
+
+    def owned_by(self, name: str) -> list[dict[str, Any]]:
+        """The objects labelled for replica ``name`` now."""
+        return [o for o in self.objects() if (o["metadata"].get("labels") or {}).get(SHARD_LABEL) == name]
 
     def kill(self, name: str) -> None:
         """SIGKILL ``name`` (it stays listed, dead, until ``forget``)."""

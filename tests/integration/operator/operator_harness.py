@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lb_operator.testing import Cluster
+from lb_operator.testing.fleet import to_yaml
 from lb_operator.testing.processes import (
     OperatorProcess,
     SimulatorProcess,
@@ -14,7 +15,7 @@ from lb_operator.testing.processes import (
     wait_for,
 )
 
-__all__ = ["Operator", "Simulator", "is_ready", "objects", "wait_for"]
+__all__ = ["Operator", "Simulator", "apply", "is_ready", "objects", "ready_at_generation", "wait_for"]
 
 
 Simulator = SimulatorProcess
@@ -31,3 +32,17 @@ class Operator(OperatorProcess):
 
 
 objects = custom_objects
+
+
+def apply(cluster: Cluster, manifests: list[dict[str, Any]]) -> None:
+    """``kubectl apply`` the manifests; fail the test if it refuses."""
+    applied = cluster.kubectl("apply", "-f", "-", input=to_yaml(manifests), timeout=120)
+    assert applied.returncode == 0, applied.stderr
+
+
+def ready_at_generation(cluster: Cluster, namespace: str, count: int) -> bool:
+    """``count`` objects in ``namespace``, each Ready at its latest generation."""
+    found = objects(cluster, namespace)
+    return len(found) == count and all(
+        is_ready(o) and o["status"].get("observedGeneration") == o["metadata"]["generation"] for o in found
+    )

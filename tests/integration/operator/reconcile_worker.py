@@ -22,7 +22,7 @@ from lb_operator.mutex import LeaseMutex
 from lb_operator.reconcile import engine
 from lb_operator.reconcile.engine import Context
 from lb_operator.reconcile.kinds import ADAPTERS
-from lb_operator.reconcile.resources import Resource, ResourceReader
+from lb_operator.reconcile.resources import Resource, ResourceAPI
 from lb_operator.settings import OperatorSettings
 
 
@@ -39,7 +39,7 @@ async def main(cfg: dict[str, Any]) -> None:
         client.ApiClient(configuration) as api,
         LeaseMutex(api, settings.namespace, settings.identity, settings.mutex_settings()) as mutex,
     ):
-        ctx = Context(cloud=cloud, mutex=mutex, settings=settings, resources=ResourceReader(api), api=None)
+        ctx = Context(cloud=cloud, mutex=mutex, settings=settings, resources=ResourceAPI(api), api=None)
         await asyncio.sleep(max(0.0, cfg["start_at"] - time.monotonic()))  # the agreed instant
         loop = asyncio.get_running_loop()
         outcome = await engine.reconcile(ADAPTERS[obj.kind], ctx, obj, loop.time() + 60)

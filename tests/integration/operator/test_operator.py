@@ -199,7 +199,7 @@ async def test_deleting_everything_empties_the_cloud_and_leaves_no_finalizer_or_
         wait_for, "the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 180
     )
     found = await asyncio.to_thread(objects, crds, ns)
-    keys = {family_key(ns, o["metadata"]["name"]) for o in found if o["kind"] == "LoadBalancer"}
+    keys = {family_key(o["metadata"]["uid"]) for o in found if o["kind"] == "LoadBalancer"}
     assert await _lock_leases(api, keys), "no lock Lease was ever made: the test proves nothing"
 
     deleted = await asyncio.to_thread(
@@ -233,10 +233,10 @@ async def test_a_handler_that_times_out_on_the_lock_retries_and_succeeds(
             wait_for, "the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120
         )
         found = await asyncio.to_thread(objects, crds, ns)
-        lb_name = next(o["metadata"]["name"] for o in found if o["kind"] == "LoadBalancer")
+        lb_uid = next(o["metadata"]["uid"] for o in found if o["kind"] == "LoadBalancer")
         async with LeaseMutex(api, "default", "test-holder") as mutex:
             loop = asyncio.get_running_loop()
-            async with mutex.hold(family_key(ns, lb_name), deadline=loop.time() + 10):
+            async with mutex.hold(family_key(lb_uid), deadline=loop.time() + 10):
                 patched = await asyncio.to_thread(
                     crds.kubectl,
                     "patch",

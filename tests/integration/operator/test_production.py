@@ -10,25 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes.aio import client
-from operator_harness import Operator, Simulator, is_ready, objects, wait_for
+from operator_harness import Operator, Simulator, apply, objects, ready_at_generation, wait_for
 
 from lb_operator.mutex import KEY_ANNOTATION, LOCK_LABEL
 from lb_operator.reconcile.engine import family_key
 from lb_operator.testing import Cluster
-from lb_operator.testing.fleet import fleet, to_yaml
+from lb_operator.testing.fleet import fleet
 from lb_operator.testing.processes import SIMULATOR_TOKEN
-
-
-def _apply(cluster: Cluster, manifests: list[dict[str, Any]]) -> None:
-    applied = cluster.kubectl("apply", "-f", "-", input=to_yaml(manifests), timeout=120)
-    assert applied.returncode == 0, applied.stderr
-
-
-def _all_ready(cluster: Cluster, namespace: str, count: int) -> bool:
-    found = objects(cluster, namespace)
-    return len(found) == count and all(
-        is_ready(o) and o["status"].get("observedGeneration") == o["metadata"]["generation"] for o in found
-    )
 
 
 def _events(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
@@ -48,8 +36,8 @@ def test_drift_in_the_cloud_is_set_back_and_reported(
     operator = Operator(crds, simulator, logs / "operator.log", ns, resync_interval=1)
     try:
         manifests = fleet(ns, 1, 1, 2)
-        _apply(crds, manifests)
-        wait_for("the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120)
+        apply(crds, manifests)
+        wait_for("the fleet to be Ready", lambda: ready_at_generation(crds, ns, len(manifests)), 120)
         before = _by_name(crds, ns)
 
         # 1. A member edited in the console.
@@ -75,7 +63,7 @@ def test_drift_in_the_cloud_is_set_back_and_reported(
         def tree_rebuilt() -> bool:
             now = _by_name(crds, ns)
             lb = now["lb0"]["status"].get("uuid")
-            if lb in (None, old_lb) or not _all_ready(crds, ns, len(manifests)):
+            if lb in (None, old_lb) or not ready_at_generation(crds, ns, len(manifests)):
                 return False
             children = [o for name, o in now.items() if name != "lb0"]
             return all(o["status"].get("loadBalancerUUID") == lb for o in children)
@@ -110,7 +98,7 @@ def test_a_refused_token_is_reported_and_the_objects_recover_once_it_is_replaced
     operator = Operator(crds, simulator, logs / "operator.log", ns, cloud_token_file=token_file)
     try:
         manifests = fleet(ns, 1, 1, 1)
-        _apply(crds, manifests)
+        apply(crds, manifests)
 
         def lb_unauthorized() -> bool:
             conditions = _by_name(crds, ns)["lb0"].get("status", {}).get("conditions", [])
@@ -122,7 +110,9 @@ def test_a_refused_token_is_reported_and_the_objects_recover_once_it_is_replaced
         replacement.write_text(SIMULATOR_TOKEN)
         replacement.replace(token_file)  # as the kubelet rotates a mounted Secret
         wait_for(
-            "the fleet to be Ready with the new token", lambda: _all_ready(crds, ns, len(manifests)), 120
+            "the fleet to be Ready with the new token",
+            lambda: ready_at_generation(crds, ns, len(manifests)),
+            120,
         )
     finally:
         operator.stop()
@@ -137,7 +127,7 @@ def test_children_start_when_their_parent_is_ready_not_at_their_next_retry(
     operator = Operator(crds, simulator, logs / "operator.log", ns, **slow)
     try:
         manifests = fleet(ns, 1, 2, 2)
-        _apply(crds, manifests[1:])  # children first: they must wait
+        apply(crds, manifests[1:])  # children first: they must wait
         wait_for(
             "the pools to wait for their load balancer",
             lambda: (
@@ -152,8 +142,8 @@ def test_children_start_when_their_parent_is_ready_not_at_their_next_retry(
             ),
             60,
         )
-        _apply(crds, manifests[:1])
-        wait_for("the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120)
+        apply(crds, manifests[:1])
+        wait_for("the fleet to be Ready", lambda: ready_at_generation(crds, ns, len(manifests)), 120)
     finally:
         operator.stop()
 
@@ -164,8 +154,8 @@ def test_normal_waiting_is_quiet_in_events_and_logs(
     operator = Operator(crds, simulator, logs / "operator.log", ns)
     try:
         manifests = fleet(ns, 2, 2, 2)
-        _apply(crds, manifests)  # children race their parents: plenty of waiting
-        wait_for("the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 180)
+        apply(crds, manifests)  # children race their parents: plenty of waiting
+        wait_for("the fleet to be Ready", lambda: ready_at_generation(crds, ns, len(manifests)), 180)
     finally:
         operator.stop()
     events = _events(crds, ns)
@@ -195,12 +185,15 @@ def _conditions(cluster: Cluster, namespace: str, name: str) -> dict[str, dict[s
 
 
 async def _holder(api: client.ApiClient, key: str) -> str | None:
-    """The holder of the lock Lease of ``key`` (operator tests keep their locks in `default`); None: free."""
+    """The holder of the lock Lease of ``key`` (operator tests keep their locks in `default`); None: free.
+
+    Fails when there is no such Lease: "free" would then only mean that it was never taken.
+    """
     leases = await client.CoordinationV1Api(api).list_namespaced_lease("default", label_selector=LOCK_LABEL)
     for lease in leases.items:
         if (lease.metadata.annotations or {}).get(KEY_ANNOTATION) == key:
             return lease.spec.holder_identity or None
-    return None
+    raise AssertionError(f"no lock Lease of {key} was ever made: the release check would prove nothing")
 
 
 async def test_a_hung_cloud_request_ends_with_the_attempt_and_releases_the_lock(
@@ -209,8 +202,8 @@ async def test_a_hung_cloud_request_ends_with_the_attempt_and_releases_the_lock(
     operator = Operator(crds, simulator, logs / "operator.log", ns, handler_timeout=3)
     try:
         manifests = fleet(ns, 1, 0, 0)
-        await asyncio.to_thread(_apply, crds, manifests)
-        await asyncio.to_thread(wait_for, "the LB to be Ready", lambda: _all_ready(crds, ns, 1), 60)
+        await asyncio.to_thread(apply, crds, manifests)
+        await asyncio.to_thread(wait_for, "the LB to be Ready", lambda: ready_at_generation(crds, ns, 1), 60)
         # Every PATCH now hangs for two minutes; the client's own bound is 30 s.
         await asyncio.to_thread(simulator.set_faults, fault_hang=1.0, hang_seconds=120, methods=["PATCH"])
         patched = await asyncio.to_thread(
@@ -222,7 +215,8 @@ async def test_a_hung_cloud_request_ends_with_the_attempt_and_releases_the_lock(
             return _conditions(crds, ns, "lb0").get("Synced", {}).get("reason") == "DeadlineExceeded"
 
         await asyncio.to_thread(wait_for, "the attempt to end with DeadlineExceeded", out_of_time, 20)
-        assert await _holder(api, family_key(ns, "lb0")) is None, "the lock outlived the attempt"
+        lb_uid = _by_name(crds, ns)["lb0"]["metadata"]["uid"]
+        assert await _holder(api, family_key(lb_uid)) is None, "the lock outlived the attempt"
 
         await asyncio.to_thread(simulator.set_faults, fault_hang=0.0)
         tagged = lambda: simulator.list("load-balancers")[0]["tags"].get("v") == "2"  # noqa: E731
@@ -239,8 +233,8 @@ def test_a_change_whose_answer_never_came_keeps_the_lock_until_the_cloud_has_app
     operator = Operator(crds, slow, logs / "operator.log", ns, cloud_request_timeout=0.5)
     try:
         manifests = fleet(ns, 1, 1, 2)
-        _apply(crds, manifests)
-        wait_for("the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 240)
+        apply(crds, manifests)
+        wait_for("the fleet to be Ready", lambda: ready_at_generation(crds, ns, len(manifests)), 240)
         stats = slow.stats()
         assert stats["overlaps"] == 0, "a change was sent while the cloud still applied one it never answered"
         assert stats["objects"]["load_balancers"] == 1, "an unanswered creation was sent twice"

@@ -1,0 +1,199 @@
+"""Create, update, resume — and the drift check — as one reconcile, its outcome reported in status.
+
+Deadlines: Kopf never cancels a running handler by itself, so each attempt
+carries its own deadline (``handler_timeout``); the lock wait gets what is
+left of it. Past it the attempt ends with ``kopf.TemporaryError`` and Kopf
+retries later, with back-off; nothing is failed for good by a slow lock.
+
+Reporting: status is written fenced (``status.publish``), and an Event is
+posted only once the status write has shown that this replica still owns
+the object: a replica that lost it says nothing on it, not even that it
+failed. ``NoLongerOurs`` ends an attempt quietly, with success, so that
+Kopf asks for nothing more; the owner (or the handler of the newer
+generation) does the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import kopf
+from kubernetes.aio.client.exceptions import ApiException
+
+from lb_operator.cloud import CloudError, Invalid
+from lb_operator.handlers import metrics, status
+from lb_operator.handlers.events import post_event
+from lb_operator.handlers.running import running
+from lb_operator.mutex import HoldLost, LockTimeout
+from lb_operator.reconcile import engine
+from lb_operator.reconcile.engine import (
+    Context,
+    DeadlineExceeded,
+    ForeignCloudObject,
+    NoLongerOurs,
+    ParentNotReady,
+)
+from lb_operator.reconcile.kinds import ADAPTERS
+from lb_operator.reconcile.resources import Resource, VersionConflict
+
+logger = logging.getLogger(__name__)
+
+DEGRADED_RECHECK = 30.0
+"""Seconds between looks at a load balancer the cloud reports `degraded` or `error`."""
+
+PARENT_RETRY = 0.2
+"""Seconds before a child waiting for its parent looks again. Short: each attempt waits on the parent's
+watch itself (woken at once when it changes), so this only bridges the gap between attempts. A parent
+named by cloud UUID has no watch: its children back off (``LBOP_RETRY_DELAY`` doubling)."""
+
+KUBERNETES_TRANSIENT = (ApiException, aiohttp.ClientError, ConnectionError, VersionConflict)
+"""A read or write of the API server inside an attempt failed (it restarts, is overloaded, refused, or
+the object kept changing under the status write): retried."""
+
+
+def backoff(ctx: Context, retry: int) -> float:
+    return float(min(ctx.settings.retry_delay * 2 ** min(retry, 10), ctx.settings.retry_delay_max))
+
+
+def deadline(ctx: Context) -> float:
+    return asyncio.get_running_loop().time() + ctx.settings.handler_timeout
+
+
+async def on_change(body: Mapping[str, Any], retry: int, memo: kopf.Memo, **_: Any) -> None:
+    """Create, update, resume: make the cloud match the spec, then report it in status."""
+    async with running(memo, body):
+        await reconcile(body, retry, memo)
+
+
+@dataclass
+class _Counted:
+    """The outcome label of one attempt in ``lbop_reconciles_total``, set where the attempt ends."""
+
+    outcome: str = "UnexpectedError"
+
+
+async def reconcile(body: Mapping[str, Any], retry: int, memo: kopf.Memo, *, resync: bool = False) -> None:
+    """One reconcile attempt of the object in ``body``, reported; Kopf retries what it raises."""
+    obj = Resource.from_body(body)
+    counted = _Counted()
+    try:
+        await _attempt(obj, retry, memo, resync, counted)
+    except asyncio.CancelledError:
+        counted.outcome = "Cancelled"  # Kopf's shutdown cancelled it
+        raise
+    finally:
+        trigger = "resync" if resync else "change"
+        metrics.RECONCILES.labels(kind=obj.kind, trigger=trigger, outcome=counted.outcome).inc()
+
+
+async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, counted: _Counted) -> None:
+    ctx: Context = memo["context"]
+    try:
+        outcome = await engine.reconcile(ADAPTERS[obj.kind], ctx, obj, deadline(ctx), resync=resync)
+    except NoLongerOurs as error:
+        counted.outcome = "NoLongerOurs"
+        logger.info("%s", error)
+        return
+    except ParentNotReady as error:
+        counted.outcome = "ParentNotReady"
+        # Normal waiting: the condition says what it waits for; INFO logs, no Event (nothing to act on).
+        problem = (False, "ParentNotReady", str(error))
+        if await _report(ctx, obj, ready=problem, synced=problem):
+            delay = PARENT_RETRY if error.watched else backoff(ctx, retry)
+            raise kopf.TemporaryError(str(error), delay=delay) from None
+        return
+    except ForeignCloudObject as error:
+        counted.outcome = "Conflict"
+        problem = (False, "Conflict", str(error))
+        event = None if obj.reason("Ready") == "Conflict" else ("Warning", "Conflict")
+        if await _report(ctx, obj, ready=problem, synced=problem, event=event):
+            if event is not None:
+                logger.warning("%s: %s", obj.ref, error)
+            raise kopf.TemporaryError(str(error), delay=ctx.settings.retry_delay_max) from None
+        return
+    except Invalid as error:
+        counted.outcome = "CloudRejected"
+        problem = (False, "CloudRejected", str(error))
+        if await _report(ctx, obj, ready=problem, synced=problem, event=("Warning", "CloudRejected")):
+            raise kopf.PermanentError(f"the cloud rejected the spec: {error}") from None
+        return
+    except (CloudError, LockTimeout, HoldLost, DeadlineExceeded, *KUBERNETES_TRANSIENT) as error:
+        reason = counted.outcome = transient_reason(error)
+        repeated = obj.reason("Synced") == reason  # once per cause: a retry of the same problem stays quiet
+        event = None if repeated else ("Warning", reason)
+        if await _report(ctx, obj, ready=None, synced=(False, reason, str(error)), event=event):
+            if not repeated:
+                logger.warning("%s: %s", obj.ref, error)
+            raise kopf.TemporaryError(str(error), delay=backoff(ctx, retry)) from None
+        return
+    except Exception as error:
+        # Not Kopf's silent default (a retry in 60 s): say what happened, and retry with the back-off.
+        message = f"unexpected {type(error).__name__}: {error}; retrying"
+        logger.error("%s: %s", obj.ref, message, exc_info=error)
+        synced = (False, "UnexpectedError", message)
+        if await _report(ctx, obj, ready=None, synced=synced, event=("Warning", "UnexpectedError")):
+            raise kopf.TemporaryError(message, delay=backoff(ctx, retry)) from None
+        return
+    counted.outcome = "Ready" if outcome.ready else outcome.reason
+    degraded = outcome.reason == "Degraded" and obj.reason("Ready") != "Degraded"  # once: when it turns so
+    ours = await _report(
+        ctx,
+        obj,
+        ready=(outcome.ready, outcome.reason, outcome.message),
+        synced=(True, "Reconciled", "the last reconciliation succeeded"),
+        fields=outcome.status,
+        basis=outcome.basis,
+        event=("Warning", "Degraded") if degraded else None,
+        message=outcome.message,
+    )
+    if not ours:
+        counted.outcome = "NoLongerOurs"
+        return
+    if degraded:
+        logger.warning("%s: %s", obj.ref, outcome.message)
+    if not outcome.ready:
+        # Being built: look again soon. Degraded: it may stay so for hours; look again now and then.
+        delay = DEGRADED_RECHECK if outcome.reason == "Degraded" else ctx.settings.ready_poll
+        raise kopf.TemporaryError(outcome.message, delay=delay)
+
+
+async def _report(
+    ctx: Context,
+    obj: Resource,
+    *,
+    ready: tuple[bool, str, str] | None,
+    synced: tuple[bool, str, str],
+    fields: Mapping[str, Any] | None = None,
+    basis: Resource | None = None,
+    event: tuple[str, str] | None = None,
+    message: str | None = None,
+) -> bool:
+    """Write the status (fenced), then post ``event``; ``False`` if the object is not this replica's.
+
+    A status write the API server cannot take now (down, or the object kept
+    changing) is logged and left to the retry; the attempt is still reported
+    as ours, so that Kopf retries it.
+    """
+    written = status.stanza(obj, ready=ready, synced=synced, fields=fields)
+    try:
+        await status.publish(ctx, obj, written, basis or obj)
+    except NoLongerOurs as error:
+        logger.info("%s", error)
+        return False
+    except KUBERNETES_TRANSIENT as error:
+        logger.info("%s: status not written (%s); the next attempt writes it", obj.ref, error)
+    if event is not None:
+        post_event(obj, event[0], event[1], message or synced[2])
+    return True
+
+
+def transient_reason(error: Exception) -> str:
+    """The condition reason (and Event reason) of a transient failure."""
+    if isinstance(error, KUBERNETES_TRANSIENT):
+        return "KubernetesUnavailable"
+    return type(error).__name__

@@ -1,0 +1,40 @@
+"""The handler journal (``LBOP_HANDLER_JOURNAL``): a JSON line per handler start and end, and per write.
+
+A debugging aid, and the tests' witness: from the lines of every replica a
+checker can tell whether two replicas ever acted on one object at once. A
+handler that is merely running (frozen, or waiting for a lock) does not
+act; one that writes does, so the writes are journaled with the moment
+they were decided (after the ownership proof, before the request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+from lb_operator.reconcile.resources import Resource
+
+
+class Journal:
+    """Appends lines to ``path``; one short ``O_APPEND`` write each, so the lines of processes never mix."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def record(self, uid: str, event: str, **details: object) -> None:
+        line = {"uid": uid, "event": event, "pid": os.getpid(), "t": time.monotonic(), **details}
+        await asyncio.to_thread(self._append, json.dumps(line) + "\n")
+
+    async def wrote(self, obj: Resource, what: str) -> None:
+        """``obj`` is about to be written: ``what`` is ``cloud`` or ``status``."""
+        await self.record(obj.uid, "write", what=what, generation=obj.generation)
+
+    def _append(self, line: str) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)

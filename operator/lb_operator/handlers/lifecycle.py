@@ -1,0 +1,135 @@
+"""Start-up and clean-up of one operator process, its login, and its health probe."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from lb_operator.api import GROUP
+from lb_operator.handlers import metrics
+from lb_operator.handlers.events import post_event
+from lb_operator.handlers.journal import Journal
+from lb_operator.handlers.runtime import close_context, open_context
+from lb_operator.reconcile.engine import Context
+from lb_operator.reconcile.kinds import ADAPTERS
+from lb_operator.reconcile.resources import Resource
+from lb_operator.sharding import SHARD_LABEL
+from lb_operator.sharding.replica import Replica
+
+logger = logging.getLogger(__name__)
+
+WATCH_SECONDS = 300
+"""Seconds the API server keeps one of Kopf's watch streams open before Kopf opens the next."""
+
+API_TIMEOUT = 30.0
+"""Seconds any one of Kopf's requests may take (Kopf's default: 300). Kopf's watches are also cut when
+silent for ``watching.inactivity_timeout`` (70 s: the server sends a bookmark every minute)."""
+
+
+async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.posting.loggers = False  # Events are our own (kopf.event), one per cause; never log lines
+    settings.peering.standalone = True  # active-active replicas: Kopf peering would freeze equal peers
+    settings.watching.server_timeout = WATCH_SECONDS
+    settings.watching.client_timeout = WATCH_SECONDS + API_TIMEOUT
+    settings.watching.connect_timeout = API_TIMEOUT
+    settings.networking.request_timeout = API_TIMEOUT
+    settings.networking.connect_timeout = API_TIMEOUT
+    context: Context = memo.get("context") or await open_context(post_event)  # once, should Kopf retry
+    memo["context"] = context
+    if context.settings.handler_journal is not None:
+        journal = memo["journal"] = Journal(context.settings.handler_journal)
+        context.wrote = journal.wrote
+    if context.settings.metrics_port and "metrics" not in memo:
+        address, port = context.settings.listen_address, context.settings.metrics_port
+        try:
+            memo["metrics"] = await metrics.serve(address, port)
+        except OSError as error:  # e.g. the port is taken: say so and stop, rather than retry for ever
+            problem = f"cannot serve metrics on {address}:{port} (LBOP_METRICS_PORT): {error}"
+            raise kopf.PermanentError(problem) from None
+    settings.queueing.exit_timeout = context.settings.shutdown_grace
+    if context.settings.sharding and context.mutex is not None and context.api is not None:
+        # Server-side: this replica's Kopf sees only the objects labelled for it.
+        own = f"{SHARD_LABEL}={context.settings.identity}"
+        settings.watching.label_selectors[GROUP, kopf.EVERYTHING] = own
+        replica = Replica(
+            context.api,
+            context.mutex,
+            context.settings.identity,
+            context.settings.watch_namespaces,
+            context.settings.nudge_interval,
+            functools.partial(_leaving, context),
+            context.health,
+        )
+        replica.start()
+        memo["replica"] = replica
+
+
+def _leaving(context: Context, body: Mapping[str, Any], going: bool) -> None:
+    """A drained object whose handler still runs: if it waits for its parent, it stops waiting now."""
+    obj = Resource.from_body(body)
+    if not going:
+        context.leaving.discard(obj.uid)
+        return
+    context.leaving.add(obj.uid)
+    adapter = ADAPTERS.get(obj.kind)
+    ref = adapter.parent_ref(obj) if adapter is not None else None
+    if ref is not None:
+        context.parents.wake(ref)
+
+
+async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    replica: Replica | None = memo.get("replica")
+    if replica is not None:
+        await replica.stop()  # the member Lease last: survivors take over at once
+    context = memo.get("context")
+    if context is not None:
+        await close_context(context)
+    served: web.AppRunner | None = memo.get("metrics")
+    if served is not None:
+        await served.cleanup()
+
+
+class Blind(Exception):
+    """A watch of this process showed no life within its bound: it cannot see the cluster."""
+
+
+async def on_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """``/healthz``: fails (HTTP 500) while this replica cannot see or reach the API server.
+
+    That is: one of our watches silent past its bound (``WatchHealth``), the
+    lock Leases' watch holding back a write of ours for two lease durations
+    (it is cut and listed again meanwhile, so this lasts only while the API
+    server cannot be reached), or — with sharding — this replica out of the
+    membership for two lease durations (it cannot renew its member Lease:
+    its objects have gone to the others).
+    """
+    context: Context | None = memo.get("context")
+    if context is None:
+        return {"starting": True}
+    stale = context.health.stale()
+    if context.mutex is not None:
+        bound = 2 * context.mutex.settings.lease_duration
+        stalled = context.mutex.watch.stalled_for()
+        if stalled > bound:
+            stale["lock lease watch (our writes not delivered)"] = stalled
+        replica: Replica | None = memo.get("replica")
+        out = replica.membership.out_for() if replica is not None else 0.0
+        if out > bound:
+            stale["member lease (not renewed)"] = out
+    if stale:
+        silent = ", ".join(f"{name} for {seconds:.0f}s" for name, seconds in sorted(stale.items()))
+        raise Blind(f"cannot see or reach the API server: {silent}")
+    return {"watches": "live"}
+
+
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the service account; elsewhere: the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)

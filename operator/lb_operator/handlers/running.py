@@ -1,0 +1,40 @@
+"""What wraps every handler run: drains see it, the journal records it, a drained object is refused."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import kopf
+
+from lb_operator.handlers.journal import Journal
+from lb_operator.sharding.drain import refuses
+from lb_operator.sharding.replica import Replica
+
+DRAINED_RETRY = 5.0
+"""Seconds before Kopf would look again at an object being drained away (it is another replica's by then)."""
+
+
+@contextlib.asynccontextmanager
+async def running(memo: kopf.Memo, body: Mapping[str, Any]) -> AsyncIterator[None]:
+    """Mark a handler as running on this object (a drain waits for it); refuse one being drained away."""
+    replica: Replica | None = memo.get("replica")
+    journal: Journal | None = memo.get("journal")
+    uid = str(body["metadata"]["uid"])
+    if replica is not None and refuses(body):
+        raise kopf.TemporaryError("moving to another replica; it will continue there", delay=DRAINED_RETRY)
+    with replica.drainer.working_on(uid) if replica is not None else contextlib.nullcontext():
+        if journal is not None:
+            await journal.record(uid, "start")
+        try:
+            yield
+        finally:
+            if journal is not None:
+                await journal.record(uid, "end")
+
+
+def busy(memo: kopf.Memo, uid: str) -> bool:
+    """Whether a handler of this replica runs on ``uid`` now (known with sharding only)."""
+    replica: Replica | None = memo.get("replica")
+    return replica is not None and replica.drainer.busy(uid)
