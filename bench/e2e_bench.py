@@ -19,7 +19,9 @@ d. 3 replicas with ``LBOP_GLOBAL_LOCK=true``: one lock for every change of
 
 Per scenario: makespan, efficiency (ideal / makespan), the simulator's
 mutations, overlaps and failed calls, the API server's write requests per
-cloud change (``apiserver_request_total`` before and after), the Events
+cloud change (``apiserver_request_total`` before and after, less the API
+server's own background writes over the same span, measured with no operator
+running at the start of the run), the Events
 posted per object and their top reasons, and where the time beyond the
 ideal went on the load balancer that finished last.
 
@@ -122,7 +124,8 @@ class Figures:
     log_truncated: bool = False
     cloud_requests: int = 0
     writes_total: int = 0
-    writes_operator: int = 0
+    writes_background: float = 0.0  # the API server's own writes over the scenario's span, estimated
+    writes_operator: float = 0.0
     writes_by_resource: Counter[str] = field(default_factory=Counter)
     events: int = 0
     events_counted: int = 0  # the sum of the Events' `count`
@@ -467,7 +470,22 @@ def until_serving(
         time.sleep(0.5)
 
 
-def run_scenario(cluster: Cluster, scenario: Scenario, args: argparse.Namespace, logs: Path) -> Figures:
+BACKGROUND_WINDOW = 20.0
+"""Seconds over which the API server's own writes are counted with no operator running."""
+
+
+def background_writes(cluster: Cluster) -> float:
+    """The API server's own write requests per second (its identity Lease, …) with no operator running."""
+    before = apiserver_writes(cluster)
+    started = time.monotonic()
+    time.sleep(BACKGROUND_WINDOW)
+    after = apiserver_writes(cluster)
+    return sum((after - before).values()) / (time.monotonic() - started)
+
+
+def run_scenario(
+    cluster: Cluster, scenario: Scenario, args: argparse.Namespace, logs: Path, background: float
+) -> Figures:
     figures = Figures(scenario)
     simulator = {"latency": args.latency, "lb_ready_delay": args.lb_ready_delay, "mode": "reject"}
     replicas = ReplicaFleet(cluster, logs, simulator=simulator, **PRODUCT_DEFAULTS, **scenario.settings)
@@ -484,6 +502,7 @@ def run_scenario(cluster: Cluster, scenario: Scenario, args: argparse.Namespace,
         port = replicas.simulator.port
         stats_before = simulator_get(port, "/debug/stats")
         writes_before = apiserver_writes(cluster)
+        writes_from = time.monotonic()
 
         started = time.monotonic()
         print(f"  creating {len(manifests)} objects ...", flush=True)
@@ -497,6 +516,7 @@ def run_scenario(cluster: Cluster, scenario: Scenario, args: argparse.Namespace,
         figures.waited = time.monotonic() - started
 
         writes_after = apiserver_writes(cluster)
+        writes_span = time.monotonic() - writes_from
         stats = simulator_get(port, "/debug/stats")
         log = simulator_get(port, "/debug/log")
         cloud_lbs = replicas.simulator.list("load-balancers")
@@ -517,7 +537,9 @@ def run_scenario(cluster: Cluster, scenario: Scenario, args: argparse.Namespace,
         figures.failed = max(figures.failed, figures.overlaps)
     figures.writes_by_resource = writes_after - writes_before
     figures.writes_total = sum(figures.writes_by_resource.values())
-    figures.writes_operator = figures.writes_total - len(manifests)  # minus the workload's own creates
+    figures.writes_background = background * writes_span
+    # Minus the workload's own creates and the API server's own writes over the span.
+    figures.writes_operator = figures.writes_total - len(manifests) - figures.writes_background
     uids = {o["metadata"]["uid"] for o in found if key_of(o) in wanted}
     figures.events, figures.events_counted, figures.event_reasons = events_of(cluster, namespace, uids)
     names = {
@@ -560,7 +582,8 @@ def report(results: list[Figures], ideal: float, per_lb: int, args: argparse.Nam
         ("cloud requests (all verbs)", lambda f: str(f.cloud_requests)),
         ("cloud LBs changed", lambda f: str(f.breakdown.cloud_lbs)),
         ("apiserver writes (all)", lambda f: str(f.writes_total)),
-        ("apiserver writes (operator)", lambda f: str(f.writes_operator)),
+        ("apiserver writes (background)", lambda f: f"{f.writes_background:.0f}"),
+        ("apiserver writes (operator)", lambda f: f"{f.writes_operator:.0f}"),
         ("  per cloud mutation", lambda f: fmt(f.writes_per_cloud_op, ".2f")),
         ("Events per object", lambda f: fmt(f.events / f.objects if f.objects else None, ".2f")),
         (
@@ -669,13 +692,15 @@ def main() -> None:
             raise RuntimeError(f"applying crds/ failed: {applied.stderr}")
         cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         until_served(cluster)
+        background = background_writes(cluster)
+        print(f"the API server's own writes with no operator: {background:.2f}/s", flush=True)
         for scenario in chosen:
             env = " ".join(f"LBOP_{k.upper()}={v}" for k, v in scenario.settings.items()) or "defaults"
             print(f"\n{scenario.key}) {scenario.title} ({env})", flush=True)
             folder = logs / scenario.key
             folder.mkdir()
             try:
-                figures = run_scenario(cluster, scenario, args, folder)
+                figures = run_scenario(cluster, scenario, args, folder, background)
             except (ReplicaExited, TimeoutError) as error:
                 print(f"  did not run: {error}", flush=True)
                 figures = Figures(scenario, error=str(error))

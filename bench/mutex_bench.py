@@ -130,7 +130,10 @@ async def handovers(cluster: Cluster, namespace: str, count: int, *extra: str) -
         for _ in range(count):
             await waiter.send("acquire")
             await waiter.expect("waiting")
-            await asyncio.sleep(0.05)  # the waiter is parked on its watch, as a real waiter would be
+            if "--peer" in extra:
+                await asyncio.sleep(0.05)  # the leader election has no wait hook; it polls anyway
+            else:
+                await waiter.expect("parked")  # on its watch behind the holder: the path being timed
             await holder.send("release")
             released = await holder.expect("release")
             acquired = await waiter.expect("acquired")
@@ -156,6 +159,7 @@ async def takeover(cluster: Cluster, namespace: str, lease_duration: int, rounds
             await a.expect("acquired")
             await b.send("acquire")
             await b.expect("waiting")
+            await b.expect("parked")
             await asyncio.sleep(lease_duration / 2)  # mid-lease: between two renewals
             killed = time.monotonic()
             a.process.kill()

@@ -1,9 +1,11 @@
 """One lock contender for ``mutex_bench.py``: a real OS process driven over stdin/stdout.
 
-Commands on stdin, one per line: ``acquire`` (answers ``waiting T`` at once,
-``acquired T`` once held), ``release`` (answers ``release T`` just before
-letting go, then ``released``), ``quit``. T is ``time.monotonic()``, one
-clock for every process on the machine.
+Commands on stdin, one per line: ``acquire`` (answers ``waiting T`` at once;
+``parked T`` when the wait behind another holder has begun — ``LeaseMutex``'s
+wait hook, so the waiter is on its watch by then; ``acquired T`` once held),
+``release`` (answers ``release T`` just before letting go, then
+``released``), ``quit``. T is ``time.monotonic()``, one clock for every
+process on the machine.
 
 ``--peer`` contends with the official client's Lease leader election
 (``kubernetes.aio.leaderelection``) instead of ``LeaseMutex``: it has no
@@ -24,7 +26,7 @@ from kubernetes.aio import client, config
 from kubernetes.aio.leaderelection import electionconfig, leaderelection
 from kubernetes.aio.leaderelection.resourcelock.leaselock import LeaseLock
 
-from lb_operator.mutex import LeaseMutex, MutexSettings
+from lb_operator.mutex import LeaseMutex, MutexSettings, Waiting
 
 # client-go's defaults (LeaseDuration 15 s, RenewDeadline 10 s, RetryPeriod 2 s);
 # the Python client documents none of its own.
@@ -54,8 +56,12 @@ async def ours(api: client.ApiClient, args: argparse.Namespace) -> None:
         holding: asyncio.Task[None] | None = None
         release = asyncio.Event()
 
+        async def parked(waiting: Waiting) -> None:
+            if not waiting.local:
+                say("parked", time.monotonic())
+
         async def hold() -> None:
-            async with mutex.hold(args.key, deadline=loop.time() + 600):
+            async with mutex.hold(args.key, deadline=loop.time() + 600, on_wait=parked):
                 say("acquired", time.monotonic())
                 await release.wait()
                 say("release", time.monotonic())

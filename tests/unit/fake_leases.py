@@ -42,6 +42,7 @@ class FakeLeases:
         self.before: dict[str, list[Hook]] = defaultdict(list)  # verb → run before applying (once each)
         self.after: dict[str, list[Hook]] = defaultdict(list)  # verb → run after applying, before answering
         self.watch_starts: list[str] = []  # the resourceVersion each watch started from
+        self.watch_started_at: list[float] = []  # and when (loop time)
         self.end_streams_at_once = False  # a proxy that cuts every long request at once
         self._streams_opened = 0
         self._silent_below = 0  # streams opened before this number deliver nothing more (half-open)
@@ -149,6 +150,7 @@ class FakeLeases:
     async def watch(self, resource_version: str, timeout_seconds: int) -> AsyncIterator[dict[str, Any]]:
         self.ledger.count("watch", "watch")
         self.watch_starts.append(resource_version)
+        self.watch_started_at.append(asyncio.get_running_loop().time())
         await asyncio.sleep(0)  # a real request always yields to the loop
         await self._enter("watch")
         if self.end_streams_at_once:

@@ -6,7 +6,9 @@ and ``examples/demo/``; shows live progress until every object is Ready;
 then kills the replica that owns the most objects and shows the others take
 them over; prints a summary table; stops everything it started, also on
 Ctrl-C. The last line is machine-readable:
-``RESULT objects=… ready=… seconds=… overlaps=… lock_waits=… takeover_s=… events_per_object=… error_lines=…``.
+``RESULT objects=… ready=… seconds=… overlaps=… lock_waits=… takeover_s=… killed_owned=… moved=…
+events_per_object=… error_lines=…`` (``killed_owned``: the objects the killed replica owned; ``moved``: how
+many of them the survivors own now).
 """
 
 from __future__ import annotations
@@ -190,12 +192,14 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
     lock_waits = acquisitions - quick  # an uncontended acquisition is one Lease write, well under 0.1 s
 
     takeover = float("nan")
+    mine: set[str] = set()
+    moved = 0
     if converged:
         owned = _owners(found)
         killed = max((name for name in replicas), key=lambda name: owned.get(name, 0))
         mine = {
             o["metadata"]["uid"]
-            for o in found
+            for o in custom_objects(cluster, NAMESPACE)
             if (o["metadata"].get("labels") or {}).get(SHARD_LABEL) == killed
         }
         say(f"killing {killed} (SIGKILL), which owns {len(mine)} objects; the others take over ...")
@@ -209,8 +213,15 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
             owners = {o["metadata"]["uid"]: (o["metadata"].get("labels") or {}).get(SHARD_LABEL) for o in now}
             return all(owners.get(uid) in survivors for uid in mine)
 
-        if _until(taken_over, 3 * LEASE + 30, alive):
+        if mine and _until(taken_over, 3 * LEASE + 30, alive):  # owning nothing, nothing would move
             takeover = time.monotonic() - killed_at
+        now = custom_objects(cluster, NAMESPACE)
+        moved = sum(
+            1
+            for o in now
+            if o["metadata"]["uid"] in mine
+            and (o["metadata"].get("labels") or {}).get(SHARD_LABEL) in survivors
+        )
         shares = ", ".join(
             f"{name} {n}" for name, n in sorted(_owners(custom_objects(cluster, NAMESPACE)).items())
         )
@@ -249,10 +260,10 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
     overlaps = stats["overlaps"]
     line = (
         f"RESULT objects={total} ready={ready} seconds={seconds:.1f} overlaps={overlaps} "
-        f"lock_waits={lock_waits:.0f} takeover_s={takeover:.1f} "
+        f"lock_waits={lock_waits:.0f} takeover_s={takeover:.1f} killed_owned={len(mine)} moved={moved} "
         f"events_per_object={posted / max(total, 1):.2f} error_lines={errors}"
     )
-    return line, converged and overlaps == 0 and not math.isnan(takeover)
+    return line, converged and overlaps == 0 and not math.isnan(takeover) and moved == len(mine) > 0
 
 
 def main() -> int:

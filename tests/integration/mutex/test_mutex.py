@@ -29,7 +29,8 @@ async def test_waiter_gives_up_at_its_deadline_and_holds_nothing(
             async with b.hold("lb/deadline", deadline=started + 1.0):
                 pytest.fail("b entered a section a holds")
         waited = loop.time() - started
-        assert 0.7 <= waited <= 1.3, f"gave up after {waited:.2f}s"
+        # Not before its deadline; and within an order of magnitude of it (the holder keeps it for 10 s).
+        assert 0.98 <= waited < 3.0, f"gave up after {waited:.2f}s"
         assert timeout.value.key == "lb/deadline"
         assert timeout.value.holder == a.identity
         assert (await _lease(api, namespace, "lb/deadline")).spec.holder_identity == a.identity
@@ -64,7 +65,7 @@ async def test_cancelling_a_waiter_returns_at_once(make_mutex: MakeMutex) -> Non
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        assert loop.time() - started < 0.2
+        assert loop.time() - started < 2.0  # at once: the lock is held for 10 s, the waiter's deadline 60 s
         assert not entered.is_set()
         assert not b.is_busy("lb/cancel")
 
@@ -126,7 +127,10 @@ async def test_local_waiters_are_served_in_order_with_one_request_in_flight(make
     await asyncio.gather(*tasks)
     assert served == list(range(50))
     assert mutex.api.ledger.max_in_flight == 1  # one key here: the local queue kept it to one request
-    assert mutex.api.ledger.requests["update"] + mutex.api.ledger.requests["create"] >= 50
+    # One write to take each section's hold and one to give it back (the first take creates the Lease);
+    # the sections are far shorter than a renewal interval, so there is no renewal among them.
+    assert mutex.api.ledger.requests["create"] == 1
+    assert mutex.api.ledger.requests["update"] == 2 * 50 - 1
 
 
 async def test_on_wait_is_told_once_per_wait_who_holds(make_mutex: MakeMutex) -> None:
@@ -183,7 +187,9 @@ async def test_hold_is_lost_within_the_renew_deadline_when_the_api_server_stops(
                 stopper = asyncio.ensure_future(asyncio.to_thread(plane.stop_apiserver))
                 await asyncio.sleep(30)
         lost_after = loop.time() - stopping
-        assert lost_after <= fast.renew_deadline + 0.5, f"hold lost only after {lost_after:.2f}s"
+        # By the renew deadline (the behaviour), with room for a loaded machine; others take over only after
+        # the whole lease, which this must come before.
+        assert lost_after < fast.lease_duration, f"hold lost only after {lost_after:.2f}s"
         assert stopper is not None
         await stopper
 
@@ -192,7 +198,7 @@ async def test_hold_is_lost_within_the_renew_deadline_when_the_api_server_stops(
         with pytest.raises(LockTimeout, match=r"last error: .*(Connect|connect|refused)"):
             async with other.hold("lb/outage-2", deadline=started + 1.5):
                 pytest.fail("acquired against a stopped API server")
-        assert loop.time() - started <= 2.0
+        assert loop.time() - started < 5.0  # its 1.5 s deadline, not a request left to time out by itself
     finally:
         if stopper is not None:
             await asyncio.gather(stopper, return_exceptions=True)

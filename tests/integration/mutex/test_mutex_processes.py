@@ -105,17 +105,16 @@ def test_cancelled_holder_hands_over_to_another_process_quickly(workers: Workers
     holder = workers.spawn("hold", "holder", ["lb/handover"])
     workers.first("acquired", holder.pid)
     waiter = workers.spawn("wait", "waiter", ["lb/handover"])
-    workers.first("waiting", waiter.pid)
-    workers.wait_for(
-        "the waiter to see the lease held", lambda: len(workers.events("started", waiter.pid)) > 0, 30
-    )
+    workers.first("waiting", waiter.pid)  # parked on its watch behind the holder (its wait hook said so)
 
     holder.send_signal(signal.SIGUSR1)
     cancelled = workers.first("cancel", holder.pid)
     acquired = workers.first("acquired", waiter.pid)
     assert workers.first("released", holder.pid)
     handover = acquired["t"] - cancelled["t"]
-    assert 0 < handover < 0.5, f"hand-over took {handover:.3f}s"
+    # Not a speed claim (make bench-mutex measures that): it separates a hand-over woken by the release
+    # (milliseconds) from one that polls (client-go: every 2 s) or waits for the lease to run out (15 s).
+    assert 0 < handover < 2.0, f"hand-over took {handover:.3f}s"
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["dead", "frozen"])
@@ -143,7 +142,7 @@ def test_paused_holder_is_stopped_and_writes_nothing_after_the_takeover(workers:
     holder = workers.spawn("hold", "holder", ["lb/pause"], settings=FAST)
     held = workers.first("acquired", holder.pid)
     waiter = workers.spawn("wait", "waiter", ["lb/pause"], settings=FAST)
-    workers.first("started", waiter.pid)
+    workers.first("waiting", waiter.pid)
 
     paused_at = time.monotonic()
     holder.send_signal(signal.SIGSTOP)

@@ -10,7 +10,8 @@ Modes:
   cycling over ``keys``; one ``section`` line per section.
 - ``hold``: take ``keys[0]``, then ``check()`` and log a ``write`` every
   ``write_every`` seconds until stopped; SIGUSR1 cancels the guarded task.
-- ``wait``: wait for ``keys[0]``, log ``acquired``, release, exit.
+- ``wait``: wait for ``keys[0]`` (log ``waiting`` once the wait behind another
+  holder has begun: the lock's wait hook), log ``acquired``, release, exit.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from kubernetes.aio import client, config
 
-from lb_operator.mutex import HoldLost, LeaseMutex, MutexSettings
+from lb_operator.mutex import HoldLost, LeaseMutex, MutexSettings, Waiting
 
 
 class Log:
@@ -76,8 +77,11 @@ async def hold(mutex: LeaseMutex, cfg: dict[str, Any], log: Log) -> None:
 
 async def wait(mutex: LeaseMutex, cfg: dict[str, Any], log: Log) -> None:
     loop = asyncio.get_running_loop()
-    log.write("waiting")
-    async with mutex.hold(cfg["keys"][0], deadline=loop.time() + 60) as held:
+
+    async def waiting(told: Waiting) -> None:
+        log.write("waiting", holder=told.holder)
+
+    async with mutex.hold(cfg["keys"][0], deadline=loop.time() + 60, on_wait=waiting) as held:
         log.write("acquired", token=held.fencing_token, transitions=held.transitions)
 
 

@@ -1,10 +1,10 @@
-"""One replica's single reconcile of one object, started at an agreed instant: a real OS process.
+"""One replica's single reconcile of one object: a real OS process.
 
-Run as ``python reconcile_worker.py CONFIG_JSON``. Two of these, released at
-the same ``time.monotonic()`` instant (one clock for every process on the
-machine), reproduce what two replicas do when both see a new object at once,
-without depending on when Kopf happens to deliver events. Prints the cloud
-UUID it ended with as one JSON line.
+Run as ``python reconcile_worker.py CONFIG_JSON``. Two of these reproduce
+what two replicas do when both see a new object at once, without depending
+on when Kopf happens to deliver events. Prints one JSON line
+``{"waiting": <holder>}`` the moment it starts waiting for a lock another
+process holds, and the cloud UUID it ended with as its last line.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from typing import Any
 
 from kubernetes.aio import client, config
@@ -24,6 +23,11 @@ from lb_operator.reconcile.engine import Context
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource, ResourceAPI
 from lb_operator.settings import OperatorSettings
+
+
+def _told(obj: Resource, type_: str, reason: str, message: str) -> None:
+    if reason == "WaitingForLock":  # "waiting for <lease> held by <holder>"
+        print(json.dumps({"waiting": message.rsplit(" held by ", 1)[-1]}), flush=True)
 
 
 async def main(cfg: dict[str, Any]) -> None:
@@ -39,8 +43,9 @@ async def main(cfg: dict[str, Any]) -> None:
         client.ApiClient(configuration) as api,
         LeaseMutex(api, settings.namespace, settings.identity, settings.mutex_settings()) as mutex,
     ):
-        ctx = Context(cloud=cloud, mutex=mutex, settings=settings, resources=ResourceAPI(api), api=None)
-        await asyncio.sleep(max(0.0, cfg["start_at"] - time.monotonic()))  # the agreed instant
+        ctx = Context(
+            cloud=cloud, mutex=mutex, settings=settings, resources=ResourceAPI(api), api=None, events=_told
+        )
         loop = asyncio.get_running_loop()
         outcome = await engine.reconcile(ADAPTERS[obj.kind], ctx, obj, loop.time() + 60)
         print(json.dumps({"identity": cfg["identity"], "uuid": outcome.status["uuid"]}), flush=True)

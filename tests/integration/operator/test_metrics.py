@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 from operator_harness import Operator, Simulator, is_ready, objects, wait_for
@@ -61,12 +62,17 @@ def test_a_replica_serves_its_metrics_and_health(
         status, text = _get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert status == 200, text
         samples = _samples(text)
+        kinds = Counter(m["kind"] for m in manifests)
         for kind in ("LoadBalancer", "LoadBalancerPool", "LoadBalancerPoolMember"):
-            assert _total(samples, "lbop_reconciles_total", kind=kind, outcome="Ready") >= 1, kind
-        assert _total(samples, "lbop_cloud_requests_total", method="POST", outcome="201") >= len(manifests)
-        assert _total(samples, "lbop_cloud_request_seconds_count") >= len(manifests)
-        assert _total(samples, "lbop_mutex_acquisitions_total", kind="lb") >= len(manifests)
-        assert _total(samples, "lbop_mutex_wait_seconds_count") >= len(manifests)
+            # One change handler per object ends Ready, once: exact (a second would be a double reconcile).
+            ready = _total(samples, "lbop_reconciles_total", kind=kind, trigger="change", outcome="Ready")
+            assert ready == kinds[kind], kind
+        # Each object is created once: one 201 and one lock of its tree each (a double create would show).
+        assert _total(samples, "lbop_cloud_requests_total", method="POST", outcome="201") == len(manifests)
+        assert _total(samples, "lbop_mutex_acquisitions_total", kind="lb") == len(manifests)
+        assert _total(samples, "lbop_mutex_wait_seconds_count", kind="lb") == len(manifests)
+        # Reads vary with timing (a child may look at its parent once or twice): only a lower bound holds.
+        assert _total(samples, "lbop_cloud_request_seconds_count") > len(manifests)
         assert _total(samples, "lbop_shard_objects", member="operator-0") == len(manifests)
         assert _total(samples, "lbop_sharder_leader") == 1
     finally:

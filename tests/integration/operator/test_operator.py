@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -303,49 +302,61 @@ def test_a_spec_the_cloud_rejects_is_reported_not_retried_hot(
         return len(json.loads(events.stdout)["items"])
 
     wait_for("the CloudRejected Event", lambda: rejections() == 1, 30)
-    # A barrier made of progress, not of time: later work of the same operator.
-    # A retry loop (0.5 s delay here) would likely have posted again by then;
-    # this can miss a slow loop, but it cannot fail without one.
+    # The retry window: a transient failure is retried after at most LBOP_RETRY_DELAY_MAX (5 s here), so
+    # by then any retry loop has sent its listener again. The operator keeps working meanwhile (a change of
+    # the load balancer gets through), so a retry could not have been held up behind a stuck handler.
+    window_ends = time.monotonic() + 5 + 1
     patched = crds.kubectl(
         "patch", "lb", "lb0", "-n", ns, "--type=merge", "-p", '{"spec": {"tags": {"b": "1"}}}'
     )
     assert patched.returncode == 0, patched.stderr
     wait_for("the LB update", lambda: simulator.list("load-balancers")[0]["tags"].get("b") == "1", 60)
+    wait_for("the retry window to pass", lambda: time.monotonic() >= window_ends, 10)
     assert rejections() == 1, "the operator retried a spec the cloud rejected"
 
 
-def test_two_replicas_reconciling_one_new_load_balancer_at_once_create_it_once(
-    crds: Cluster, ns: str, simulator: Simulator
+async def test_two_replicas_reconciling_one_new_load_balancer_at_once_create_it_once(
+    crds: Cluster, ns: str, simulator: Simulator, api: client.ApiClient
 ) -> None:
     manifest = next(m for m in fleet(ns, 1, 0, 0) if m["kind"] == "LoadBalancer")
-    _apply(crds, [manifest])
-    body = json.loads(crds.kubectl("get", "lb", manifest["metadata"]["name"], "-n", ns, "-o", "json").stdout)
-    start_at = time.monotonic() + 4  # after both have imported and connected
-    workers = [
-        subprocess.Popen(
-            [sys.executable, str(RECONCILE_WORKER), json.dumps(config)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for config in (
-            {
-                "kubeconfig": str(crds.kubeconfig),
-                "namespace": "default",
-                "identity": f"replica-{n}",
-                "cloud_url": simulator.url,
-                "token": SIMULATOR_TOKEN,
-                "object": body,
-                "start_at": start_at,
-            }
-            for n in range(2)
-        )
-    ]
-    outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    await asyncio.to_thread(_apply, crds, [manifest])
+    got = await asyncio.to_thread(
+        crds.kubectl, "get", "lb", manifest["metadata"]["name"], "-n", ns, "-o", "json"
+    )
+    body = json.loads(got.stdout)
+    # The race is made, not hoped for: the test holds the tree's lock until both workers wait for it
+    # (each says so from the lock's wait hook), then lets go: both contend for one free lock at once.
+    async with LeaseMutex(api, "default", "starting-gate") as gate:
+        held = await gate.try_hold(family_key(body["metadata"]["uid"]))
+        assert held is not None
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, str(RECONCILE_WORKER), json.dumps(config), stdout=asyncio.subprocess.PIPE
+            )
+            for config in (
+                {
+                    "kubeconfig": str(crds.kubeconfig),
+                    "namespace": "default",
+                    "identity": f"replica-{n}",
+                    "cloud_url": simulator.url,
+                    "token": SIMULATOR_TOKEN,
+                    "object": body,
+                }
+                for n in range(2)
+            )
+        ]
+        async with asyncio.timeout(60):
+            first_lines = [await worker.stdout.readline() for worker in workers if worker.stdout]
+        assert [json.loads(line).get("waiting") for line in first_lines] == [gate.identity] * 2, first_lines
+        async with held:
+            pass  # released: the starting gate opens
+    async with asyncio.timeout(120):
+        outputs = [(await worker.communicate())[0].decode() for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], outputs
     ended_with = {json.loads(output.splitlines()[-1])["uuid"] for output in outputs}
     made = [
         lb
-        for lb in simulator.list("load-balancers")
+        for lb in await asyncio.to_thread(simulator.list, "load-balancers")
         if lb["tags"].get("lboperator-uid") == body["metadata"]["uid"]
     ]
     assert len(made) == 1, f"one LoadBalancer object, {len(made)} cloud load balancers"

@@ -119,9 +119,11 @@ def test_a_replica_stopped_gracefully_hands_its_objects_over_at_once(three: Repl
     process.wait(timeout=30)
     exited_after = time.monotonic() - stopped_at
     print(f"graceful hand-over: {moved_after:.2f}s for {len(mine)} objects; exit after {exited_after:.2f}s")
-    assert moved_after <= GRACE + 1, f"took {moved_after:.2f}s (shutdown grace {GRACE}s)"
-    # Kopf waits 5 s for tasks still running after cleanup (such as timers of objects it forgot)
-    assert exited_after <= GRACE + 3, f"the replica took {exited_after:.2f}s to exit"
+    # A replica that kept its member Lease would leave its objects ownerless for a whole lease after its
+    # exit (GRACE + LEASE and more): releasing it hands them over within the grace.
+    assert moved_after < GRACE + LEASE, f"took {moved_after:.2f}s (shutdown grace {GRACE}s)"
+    # Kopf waits 5 s for tasks still running after cleanup (daemons of objects it forgot, say).
+    assert exited_after < GRACE + 5, f"the replica took {exited_after:.2f}s to exit"
     assert handled_by_two_at_once(three.journal) == []
     _the_survivors_work_on_what_moved(three, mine)
 
@@ -135,7 +137,9 @@ def test_a_killed_replicas_objects_move_within_the_member_lease(three: ReplicaFl
     killed_at = time.monotonic()
     moved_after = _owned_by_survivors(three, dying, mine) - killed_at
     print(f"crash hand-over: {moved_after:.2f}s for {len(mine)} objects (member lease {LEASE}s)")
-    assert moved_after <= LEASE + 2, f"took {moved_after:.2f}s"
+    # A killed replica releases nothing: its objects move once its member lease ran out (renewed every
+    # third of it) — not before — and then within a sharder pass.
+    assert LEASE * 2 / 3 - 0.1 <= moved_after <= LEASE + 2, f"took {moved_after:.2f}s"
     _the_survivors_work_on_what_moved(three, mine)
 
 
@@ -172,11 +176,11 @@ def test_a_replica_leaves_alone_what_moved_away_and_still_exits_at_once(crds: Cl
         )
         assert runs(first.process.pid) == {}, "the old owner still worked on objects that moved away"
 
-        # Their timers must not hold up its exit either (Kopf waits 5 s for tasks left after cleanup).
+        # Their drift daemons must not hold up its exit either (Kopf waits 5 s for tasks left after cleanup).
         stopped_at = time.monotonic()
         first.stop()
         exited_after = time.monotonic() - stopped_at
-        assert exited_after <= GRACE + 3, f"the old owner took {exited_after:.2f}s to exit"
+        assert exited_after < GRACE + 5, f"the old owner took {exited_after:.2f}s to exit"
     finally:
         pair.stop()
 

@@ -26,7 +26,8 @@ async def test_a_waiter_gives_up_at_its_deadline_naming_the_holder(
     with pytest.raises(LockTimeout) as timeout:
         async with mutex.hold("lb/busy", deadline=started + 0.3):
             pytest.fail("entered a section another replica holds")
-    assert 0.25 <= loop.time() - started <= 0.8
+    # Not before its deadline; within an order of magnitude of it (the holder's lease lasts 30 s).
+    assert 0.29 <= loop.time() - started < 3.0
     assert timeout.value.holder == "other/1"
     assert not mutex.is_busy("lb/busy")
 
@@ -52,7 +53,8 @@ async def test_a_lease_left_by_a_dead_holder_is_taken_after_its_duration_by_our_
     async with mutex.hold("lb/dead", deadline=started + 5) as held:
         took = loop.time() - started
         assert held.transitions == 5
-    assert 0.9 <= took <= 1.5, f"took over after {took:.2f}s for a 1 s lease"
+    # Not before the lease ran out by our clock (the behaviour); and not long after it.
+    assert 0.98 <= took < 3.0, f"took over after {took:.2f}s for a 1 s lease"
 
 
 async def test_a_write_whose_answer_was_lost_is_adopted_if_it_landed(

@@ -26,7 +26,9 @@ async def test_a_holder_whose_lease_left_the_cache_does_not_stall_the_event_loop
             await asyncio.sleep(0.01)
             worst = max(worst, loop.time() - before)
         held.check()
-    assert worst < 0.06, f"a 10 ms sleep took {worst * 1000:.0f} ms: the event loop was blocked"
+    # A renewer spinning on a missing record would block the loop for good (the test would hang or see
+    # seconds); a loaded machine may stretch a 10 ms sleep by a few tens of ms.
+    assert worst < 0.5, f"a 10 ms sleep took {worst * 1000:.0f} ms: the event loop was blocked"
 
 
 async def test_a_renewal_conflict_keeps_a_hold_that_is_still_ours(

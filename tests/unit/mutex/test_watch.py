@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -122,16 +123,24 @@ async def test_a_bookmark_moves_where_the_watch_resumes(fake: FakeLeases, watch:
     assert fake.ledger.requests["list"] == 1  # resumed, not relisted
 
 
-async def test_a_refused_watch_is_retried_with_growing_pauses(fake: FakeLeases, fast: MutexSettings) -> None:
-    fake.fail_next("watch", unavailable("403 forbidden: cannot watch leases"), times=10_000)
+async def _pauses_between_watch_starts(fake: FakeLeases, fast: MutexSettings, starts: int) -> list[float]:
     watching = LeaseWatch(fake, fast)
     watching.start()
     try:
-        await asyncio.sleep(1.5)  # the observation window: count what it does in it
+        await until(f"{starts} watch starts", lambda: len(fake.watch_started_at) >= starts, within=30)
     finally:
         await watching.stop()
-    # Doubling from 50 ms to the 1 s ceiling: about 6 starts in 1.5 s; without back-off, dozens.
-    assert 2 <= len(fake.watch_starts) <= 9, f"{len(fake.watch_starts)} watch starts in 1.5 s"
+    times = fake.watch_started_at[:starts]
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
+async def test_a_refused_watch_is_retried_with_growing_pauses(fake: FakeLeases, fast: MutexSettings) -> None:
+    fake.fail_next("watch", unavailable("403 forbidden: cannot watch leases"), times=10_000)
+    pauses = await _pauses_between_watch_starts(fake, fast, 6)
+    # Doubling from 50 ms (jittered ±20 %): the fifth pause is nominally 0.8 s; without back-off, all
+    # five would be a few ms. A loaded machine can only lengthen a pause, never shorten one.
+    assert pauses[-1] > pauses[0], pauses
+    assert pauses[-1] >= 0.3, pauses
     assert fake.ledger.requests["list"] == len(fake.watch_starts)
 
 
@@ -139,13 +148,9 @@ async def test_a_watch_cut_at_once_is_retried_with_growing_pauses(
     fake: FakeLeases, fast: MutexSettings
 ) -> None:
     fake.end_streams_at_once = True
-    watching = LeaseWatch(fake, fast)
-    watching.start()
-    try:
-        await asyncio.sleep(1.5)  # the observation window
-    finally:
-        await watching.stop()
-    assert 2 <= len(fake.watch_starts) <= 9, f"{len(fake.watch_starts)} watch starts in 1.5 s"
+    pauses = await _pauses_between_watch_starts(fake, fast, 6)
+    assert pauses[-1] > pauses[0], pauses
+    assert pauses[-1] >= 0.3, pauses
 
 
 async def test_waiting_on_a_lease_the_cache_does_not_hold_waits_for_the_timer(watch: LeaseWatch) -> None:
