@@ -35,10 +35,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "lb-operator.image" -}}
+{{- $repository := required "image.repository is not set, and no lb-operator image is published: build one from this repository (make image IMAGE=<registry>/lb-operator:<tag>; needs Docker), push it where your cluster can pull from, and install with --set image.repository=<registry>/lb-operator --set image.tag=<tag> (kind: kind load docker-image, then --set image.pullPolicy=Never). See the README, Install." .Values.image.repository }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
 

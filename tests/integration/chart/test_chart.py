@@ -25,6 +25,8 @@ from lb_operator.testing.processes import (
 
 CHART = REPO_ROOT / "charts" / "lb-operator"
 HELM_BUILD = REPO_ROOT / "tools" / "helm" / "build.sh"
+IMAGE = ("--set", "image.repository=registry.example.com/lb-operator")
+"""Every render and install names an image: the chart has no default (none is published)."""
 
 
 @pytest.fixture(scope="session")
@@ -43,13 +45,13 @@ def _helm(helm: Path, cluster: Cluster | None, *args: str) -> subprocess.Complet
 
 
 def _render(helm: Path, *values: str, namespace: str = "lb-system") -> list[dict[str, object]]:
-    rendered = _helm(helm, None, "template", "lbop", str(CHART), "-n", namespace, *values)
+    rendered = _helm(helm, None, "template", "lbop", str(CHART), "-n", namespace, *IMAGE, *values)
     assert rendered.returncode == 0, rendered.stderr
     return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
 
 
 def test_the_chart_lints_clean(helm: Path) -> None:
-    linted = _helm(helm, None, "lint", "--strict", str(CHART))
+    linted = _helm(helm, None, "lint", "--strict", str(CHART), *IMAGE)
     assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
@@ -69,9 +71,38 @@ def test_the_chart_lints_clean(helm: Path) -> None:
     ],
 )
 def test_the_values_schema_refuses_bad_values(helm: Path, value: str, complaint: str) -> None:
-    rendered = _helm(helm, None, "template", "lbop", str(CHART), "--set", value)
+    rendered = _helm(helm, None, "template", "lbop", str(CHART), *IMAGE, "--set", value)
     assert rendered.returncode != 0, f"{value} was accepted"
     assert complaint in rendered.stderr, rendered.stderr
+
+
+def test_an_install_that_names_no_image_is_refused_saying_what_to_set(helm: Path, crds: Cluster) -> None:
+    refused = _helm(helm, crds, "install", "lbop", str(CHART), "-n", "lb-system", "--dry-run")
+    assert refused.returncode != 0, "installed with no image: its pods would sit in ImagePullBackOff"
+    for advice in ("image.repository is not set", "make image", "--set image.repository="):
+        assert advice in refused.stderr, refused.stderr
+
+
+def _readme_install() -> list[str]:
+    """The arguments of the README's ``helm install`` command, as a user copies it."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    block = readme.split("## Install", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    command = block.replace("\\\n", " ")
+    line = next(line for line in command.splitlines() if line.strip().startswith("helm install"))
+    return line.split()[2:]
+
+
+def test_the_readmes_install_command_installs_as_written(helm: Path, crds: Cluster) -> None:
+    arguments = _readme_install()
+    assert "image.repository=registry.example.com/lb-operator" in arguments, arguments
+    chart = [str(REPO_ROOT / a) if a == "charts/lb-operator" else a for a in arguments]
+    done = _helm(helm, crds, "install", *chart, "--dry-run", "--set", "crds.enabled=false")
+    assert done.returncode == 0, done.stderr
+    manifest = done.stdout.split("MANIFEST:", 1)[1].split("NOTES:", 1)[0]
+    rendered = [doc for doc in yaml.safe_load_all(manifest) if doc]
+    deployment = next(d for d in rendered if d["kind"] == "Deployment")
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]  # type: ignore[index]
+    assert image == "registry.example.com/lb-operator:0.1.0"
 
 
 def test_the_deployment_runs_hardened_replicas_that_know_who_they_are(helm: Path) -> None:
@@ -123,10 +154,11 @@ def test_every_rendered_object_is_accepted_by_the_api_server(helm: Path, crds: C
         "--set",
         "networkPolicy.kubernetesApiCIDRs={10.0.0.1/32}",
     ]
-    manifests = yaml.safe_dump_all(_render(helm, *values, namespace=namespace))
+    rendered = _render(helm, *values, namespace=namespace)
+    manifests = yaml.safe_dump_all(rendered)
     applied = crds.kubectl("apply", "--dry-run=server", "-f", "-", input=manifests)
     assert applied.returncode == 0, applied.stderr
-    assert applied.stdout.count("(server dry run)") >= 10, applied.stdout
+    assert applied.stdout.count("(server dry run)") == len(rendered), applied.stdout
 
 
 @pytest.fixture
@@ -142,6 +174,7 @@ def installed(helm: Path, crds: Cluster) -> Iterator[tuple[str, str]]:
         "-n",
         namespace,
         "--create-namespace",
+        *IMAGE,
         "--set",
         "crds.enabled=false",
     )
@@ -195,7 +228,15 @@ def test_install_then_uninstall_leaves_nothing_behind_but_the_crds(
     listed = _helm(helm, crds, "list", "-n", namespace, "-o", "json")
     assert [r["name"] for r in json.loads(listed.stdout)] == [release]
     made = crds.kubectl("get", "deploy,sa,role,rolebinding,svc,pdb", "-n", namespace, "-o", "name")
-    assert made.stdout.count("\n") >= 6, made.stdout
+    kinds = sorted(line.split("/")[0] for line in made.stdout.splitlines() if "/default" not in line)
+    assert kinds == [
+        "deployment.apps",
+        "poddisruptionbudget.policy",
+        "role.rbac.authorization.k8s.io",
+        "rolebinding.rbac.authorization.k8s.io",
+        "service",
+        "serviceaccount",
+    ], made.stdout
     assert crds.kubectl("get", "clusterrole", f"{release}-lb-operator").returncode == 0
 
     removed = _helm(helm, crds, "uninstall", release, "-n", namespace)
