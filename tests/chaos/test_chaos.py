@@ -169,6 +169,11 @@ def test_a_fleet_survives_replicas_killed_every_few_seconds(crds: Cluster, logs:
             f"update Ready {updated_after:.0f}s, all deleted {deleted_after:.0f}s; overlaps 0; "
             f"cloud load balancers left 0"
         )
+        print(
+            f"RESULT kills={kills} objects={len(manifests)} ready_s={created_after:.0f} "
+            f"update_ready_s={updated_after:.0f} deleted_s={deleted_after:.0f} overlaps={stats['overlaps']} "
+            f"left_in_cloud={sum(stats['objects'].values())}"
+        )
     finally:
         if chaos.is_alive():
             chaos.halt.set()

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from lb_operator.reconcile.resources import Resource, VersionConflict
 from lb_operator.sharding import SHARD_LABEL
 
@@ -28,6 +30,7 @@ class FakeObjects:
     version: int = 1000
     status_writes: list[tuple[Key, dict[str, Any]]] = field(default_factory=list)
     refused: int = 0
+    unreachable: int = 0  # the next status writes that fail as if the API server could not be reached
 
     def put(self, body: Mapping[str, Any]) -> Resource:
         """Store ``body`` (a new resourceVersion) and return it as the handler would see it."""
@@ -69,6 +72,9 @@ class FakeObjects:
         return Resource.from_body(copy.deepcopy(body)) if body is not None else None
 
     async def patch_status(self, obj: Resource, resource_version: str, status: Mapping[str, Any]) -> None:
+        if self.unreachable:
+            self.unreachable -= 1
+            raise aiohttp.ClientConnectionError("the API server could not be reached")
         key = (obj.kind, obj.namespace, obj.name)
         body = self.bodies.get(key)
         if body is None:

@@ -254,3 +254,22 @@ async def test_a_degraded_load_balancer_is_a_warning_once_and_looked_at_again_la
         await changes.reconcile(_stored_body(objects, stored), 1, _memo(objects))
     assert posted == [("Warning", "Degraded")]
     assert counted() - before == 2
+
+
+async def test_a_reconcile_whose_status_could_not_be_written_is_retried_not_left_unsaid(
+    posted: list[tuple[str, str]], objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cloud is right, but the status still says Provisioning: nothing else would look again (not at
+    # rest for the drift check, handled at its generation for the nudger). The attempt must be retried.
+    async def ready(*_: Any, **__: Any) -> Outcome:
+        return Outcome({"uuid": "lb-1", "cloudStatus": "running"}, True, "Reconciled", "in sync")
+
+    monkeypatch.setattr(changes.engine, "reconcile", ready)
+    stored = objects.put(_body())
+    objects.unreachable = 1
+    with pytest.raises(kopf.TemporaryError):
+        await changes.reconcile(_stored_body(objects, stored), 0, _memo(objects))
+    assert objects.status_writes == []
+
+    await changes.reconcile(_stored_body(objects, stored), 1, _memo(objects))  # the retry writes it
+    assert objects.status_of(stored)["uuid"] == "lb-1"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fake_leases import MakeMutex
 from pydantic import SecretStr
 
 from lb_operator.cloud import Busy, CloudscaleClient, CloudscaleSettings
@@ -394,3 +395,30 @@ async def test_a_creation_whose_answer_was_lost_is_found_by_its_tag_and_never_ma
     assert flow.sim.stats()["faults"] == {"lost": 1}
     assert flow.sim.stats()["objects"]["load_balancers"] == 1, "the retry made a second load balancer"
     assert outcome.ready
+
+
+async def test_a_deletion_waits_for_a_creation_under_way_and_deletes_what_it_made(
+    flow: Flow, make_mutex: MakeMutex
+) -> None:
+    # A slow cloud (1 s per change) that loses the answer to the creation: it is applied a second after
+    # the 504. A deletion that read the cloud without the tree's lock would find nothing and return, and
+    # the load balancer would land afterwards, owned by nobody.
+    async with Simulator(SimulatorSettings(latency=1.0, lb_ready_delay=0.2, token=SecretStr(TOKEN))) as slow:
+        cloud_settings = CloudscaleSettings(base_url=slow.url, token=SecretStr(TOKEN), request_timeout=30)
+        async with CloudscaleClient(cloud_settings) as cloud:
+            ctx = dataclasses.replace(flow.ctx, cloud=cloud, mutex=make_mutex("replica"))
+            new = resource("LoadBalancer", "doomed", {"zone": "lpg1"})
+            flow.parents.have(new)
+            slow.faults.configure(fault_lost=1.0, methods=["POST"])
+            loop = asyncio.get_running_loop()
+            creating = asyncio.create_task(
+                engine.reconcile(ADAPTERS["LoadBalancer"], ctx, new, loop.time() + 30)
+            )
+            await slow.wait_for(lambda stats: stats["faults"].get("lost") == 1, within=10)
+            # The 504 is in: the creation is in doubt, and the user deletes the object.
+            deleting = dataclasses.replace(new, deleting=True)
+            flow.parents.objects[("LoadBalancer", "shop", "doomed")] = deleting
+            await engine.delete(ADAPTERS["LoadBalancer"], ctx, deleting, loop.time() + 30)
+            with pytest.raises(Busy):
+                await creating
+            assert slow.stats()["objects"]["load_balancers"] == 0, "a load balancer outlived its object"

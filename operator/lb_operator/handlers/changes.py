@@ -16,6 +16,7 @@ generation) does the work.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -103,7 +104,7 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
         counted.outcome = "ParentNotReady"
         # Normal waiting: the condition says what it waits for; INFO logs, no Event (nothing to act on).
         problem = (False, "ParentNotReady", str(error))
-        if await _report(ctx, obj, ready=problem, synced=problem):
+        if await _report(ctx, obj, ready=problem, synced=problem) is not Reported.NOT_OURS:
             delay = PARENT_RETRY if error.watched else backoff(ctx, retry)
             raise kopf.TemporaryError(str(error), delay=delay) from None
         return
@@ -111,7 +112,7 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
         counted.outcome = "Conflict"
         problem = (False, "Conflict", str(error))
         event = None if obj.reason("Ready") == "Conflict" else ("Warning", "Conflict")
-        if await _report(ctx, obj, ready=problem, synced=problem, event=event):
+        if await _report(ctx, obj, ready=problem, synced=problem, event=event) is not Reported.NOT_OURS:
             if event is not None:
                 logger.warning("%s: %s", obj.ref, error)
             raise kopf.TemporaryError(str(error), delay=ctx.settings.retry_delay_max) from None
@@ -119,14 +120,18 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
     except Invalid as error:
         counted.outcome = "CloudRejected"
         problem = (False, "CloudRejected", str(error))
-        if await _report(ctx, obj, ready=problem, synced=problem, event=("Warning", "CloudRejected")):
+        reported = await _report(ctx, obj, ready=problem, synced=problem, event=("Warning", "CloudRejected"))
+        if reported is Reported.UNWRITTEN:  # the rejection must reach the status: look again
+            raise kopf.TemporaryError(str(error), delay=backoff(ctx, retry)) from None
+        if reported is Reported.WRITTEN:
             raise kopf.PermanentError(f"the cloud rejected the spec: {error}") from None
         return
     except (CloudError, LockTimeout, HoldLost, DeadlineExceeded, *KUBERNETES_TRANSIENT) as error:
         reason = counted.outcome = transient_reason(error)
         repeated = obj.reason("Synced") == reason  # once per cause: a retry of the same problem stays quiet
         event = None if repeated else ("Warning", reason)
-        if await _report(ctx, obj, ready=None, synced=(False, reason, str(error)), event=event):
+        reported = await _report(ctx, obj, ready=None, synced=(False, reason, str(error)), event=event)
+        if reported is not Reported.NOT_OURS:
             if not repeated:
                 logger.warning("%s: %s", obj.ref, error)
             raise kopf.TemporaryError(str(error), delay=backoff(ctx, retry)) from None
@@ -136,12 +141,13 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
         message = f"unexpected {type(error).__name__}: {error}; retrying"
         logger.error("%s: %s", obj.ref, message, exc_info=error)
         synced = (False, "UnexpectedError", message)
-        if await _report(ctx, obj, ready=None, synced=synced, event=("Warning", "UnexpectedError")):
+        reported = await _report(ctx, obj, ready=None, synced=synced, event=("Warning", "UnexpectedError"))
+        if reported is not Reported.NOT_OURS:
             raise kopf.TemporaryError(message, delay=backoff(ctx, retry)) from None
         return
     counted.outcome = "Ready" if outcome.ready else outcome.reason
     degraded = outcome.reason == "Degraded" and obj.reason("Ready") != "Degraded"  # once: when it turns so
-    ours = await _report(
+    reported = await _report(
         ctx,
         obj,
         ready=(outcome.ready, outcome.reason, outcome.message),
@@ -151,15 +157,28 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
         event=("Warning", "Degraded") if degraded else None,
         message=outcome.message,
     )
-    if not ours:
+    if reported is Reported.NOT_OURS:
         counted.outcome = "NoLongerOurs"
         return
+    if reported is Reported.UNWRITTEN:
+        # The cloud is right, but the status does not say so: nothing would ever look again (not at
+        # rest for the drift check, handled at its generation for the nudger). Retry the attempt.
+        counted.outcome = "KubernetesUnavailable"
+        raise kopf.TemporaryError("the status could not be written; retrying", delay=backoff(ctx, retry))
     if degraded:
         logger.warning("%s: %s", obj.ref, outcome.message)
     if not outcome.ready:
         # Being built: look again soon. Degraded: it may stay so for hours; look again now and then.
         delay = DEGRADED_RECHECK if outcome.reason == "Degraded" else ctx.settings.ready_poll
         raise kopf.TemporaryError(outcome.message, delay=delay)
+
+
+class Reported(enum.Enum):
+    """How reporting an attempt went."""
+
+    WRITTEN = "written"  # the status is as wanted (written, or proven unchanged); the Event was posted
+    NOT_OURS = "not ours"  # the object is not this replica's (any more): nothing was written or posted
+    UNWRITTEN = "unwritten"  # the API server could not take the status now: retry the attempt
 
 
 async def _report(
@@ -172,24 +191,21 @@ async def _report(
     basis: Resource | None = None,
     event: tuple[str, str] | None = None,
     message: str | None = None,
-) -> bool:
-    """Write the status (fenced), then post ``event``; ``False`` if the object is not this replica's.
-
-    A status write the API server cannot take now (down, or the object kept
-    changing) is logged and left to the retry; the attempt is still reported
-    as ours, so that Kopf retries it.
-    """
+) -> Reported:
+    """Write the status (fenced), then post ``event`` — only once the write (or a fresh read) proved
+    that the object is this replica's at this generation."""
     written = status.stanza(obj, ready=ready, synced=synced, fields=fields)
     try:
-        await status.publish(ctx, obj, written, basis or obj)
+        await status.publish(ctx, obj, written, basis or obj, prove_if_unchanged=event is not None)
     except NoLongerOurs as error:
         logger.info("%s", error)
-        return False
+        return Reported.NOT_OURS
     except KUBERNETES_TRANSIENT as error:
-        logger.info("%s: status not written (%s); the next attempt writes it", obj.ref, error)
+        logger.info("%s: status not written (%s); the attempt is retried", obj.ref, error)
+        return Reported.UNWRITTEN
     if event is not None:
         post_event(obj, event[0], event[1], message or synced[2])
-    return True
+    return Reported.WRITTEN
 
 
 def transient_reason(error: Exception) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from lb_operator.cloud import CloudError, NotFound
-from lb_operator.handlers.changes import backoff, deadline
+from lb_operator.handlers.changes import KUBERNETES_TRANSIENT, backoff, deadline
 from lb_operator.handlers.events import post_event
 from lb_operator.handlers.running import running
 from lb_operator.mutex import HoldLost, LockTimeout
@@ -39,22 +39,33 @@ async def _delete(body: Mapping[str, Any], retry: int, memo: kopf.Memo) -> None:
         await engine.delete(ADAPTERS[obj.kind], ctx, obj, deadline(ctx))
     except NoLongerOurs as error:
         if error.gone:
-            return  # another replica finished the deletion meanwhile
-        # Moved to another replica, which deletes it. Returning would let Kopf remove the finalizer here
-        # (with no precondition), and the cloud object would outlive it: raise, so the finalizer stays.
+            return  # another replica finished the deletion meanwhile: Kopf's patch finds nothing
+        # Moved to another replica, which deletes it (or made again under the same name). Returning would
+        # let Kopf remove the finalizer here, by name and with no precondition, and the cloud object would
+        # outlive it (or the new object lose its finalizer): raise, so the finalizer stays.
         logger.info("%s", error)
         raise kopf.TemporaryError(str(error), delay=MOVED_RETRY) from None
     except (CloudError, LockTimeout, HoldLost, DeadlineExceeded) as error:
-        if retry == 0:  # once per deletion: its retries say nothing new
+        if retry == 0 and await _still_ours(ctx, obj):  # once per deletion, and only by its owner
             logger.warning("%s: deleting: %s", obj.ref, error)
             post_event(obj, "Warning", f"DeleteFailed{type(error).__name__}", str(error))
         raise kopf.TemporaryError(str(error), delay=backoff(ctx, retry)) from None
     except Exception as error:
         message = f"unexpected {type(error).__name__} while deleting: {error}; retrying"
         logger.error("%s: %s", obj.ref, message, exc_info=error)
-        post_event(obj, "Warning", "UnexpectedError", message)
+        if await _still_ours(ctx, obj):
+            post_event(obj, "Warning", "UnexpectedError", message)
         raise kopf.TemporaryError(message, delay=backoff(ctx, retry)) from None
     await _discard_locks_of_gone_parents(ctx, obj)
+
+
+async def _still_ours(ctx: Context, obj: Resource) -> bool:
+    """Whether a fresh read shows the object being deleted by this replica (else it posts nothing)."""
+    try:
+        await engine.prove(ctx, obj, deleting=True)
+    except (NoLongerOurs, *KUBERNETES_TRANSIENT):
+        return False
+    return True
 
 
 async def _discard_locks_of_gone_parents(ctx: Context, obj: Resource) -> None:

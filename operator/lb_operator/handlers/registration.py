@@ -21,6 +21,11 @@ from lb_operator.handlers.events import BookkeepingIsQuiet, RetriesAreNotErrors
 DRIFT_ID = "drift"
 """The drift daemon's handler id."""
 
+DRIFT_STOP_GRACE = 20.0
+"""Seconds a drift check under way may take to finish when Kopf stops its daemon (the object's deletion
+began, or the replica stops), before Kopf cancels it: a check cut off mid-change leaves a change in
+doubt. Below the chart's 30 s termination grace."""
+
 DEPARTURES_ID = "departures"
 """The handler id of ``drift.on_event``, which sees every watch event."""
 

@@ -18,7 +18,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from lb_operator.reconcile.engine import Context, NoLongerOurs, why_not_ours
+from lb_operator.reconcile.engine import Context, NoLongerOurs, prove, why_not_ours
 from lb_operator.reconcile.resources import Resource, VersionConflict
 
 CONFLICTS = 5
@@ -68,17 +68,28 @@ def unchanged(status: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
     return all(current.get(key) == value for key, value in status.items())
 
 
-async def publish(ctx: Context, obj: Resource, status: Mapping[str, Any], basis: Resource) -> None:
+async def publish(
+    ctx: Context,
+    obj: Resource,
+    status: Mapping[str, Any],
+    basis: Resource,
+    *,
+    prove_if_unchanged: bool = False,
+) -> None:
     """Merge ``status`` into ``obj``'s status, fenced on ``basis`` (a read that proved ownership).
 
     ``NoLongerOurs`` when the object, read again after a refusal, is gone,
     being deleted, owned by another replica or at another generation.
     ``VersionConflict`` when it kept changing for ``CONFLICTS`` writes (a
-    transient problem: the handler retries). API errors propagate.
+    transient problem: the handler retries). API errors propagate. A status
+    equal to what is there is not written; with ``prove_if_unchanged`` (an
+    Event is to follow) ownership is then proven by a fresh read instead.
     """
     current, version = basis.status, basis.resource_version
     for _ in range(CONFLICTS):
         if unchanged(status, current):
+            if prove_if_unchanged:
+                await prove(ctx, obj)
             return
         try:
             await ctx.wrote(obj, "status")
@@ -90,7 +101,7 @@ async def publish(ctx: Context, obj: Resource, status: Mapping[str, Any], basis:
             now = None
         why = why_not_ours(ctx, obj, now)
         if why is not None:
-            raise NoLongerOurs(obj, why, gone=now is None or now.uid != obj.uid)
+            raise NoLongerOurs(obj, why, gone=now is None)
         assert now is not None
         current, version = now.status, now.resource_version
     raise VersionConflict(f"{obj.ref} kept changing; its status is written on the next attempt")

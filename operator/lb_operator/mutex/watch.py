@@ -136,8 +136,13 @@ class LeaseWatch:
         self._arm()
 
     def _arm(self) -> None:
-        """Point the open stream's watchdog at the oldest unanswered probe (or nothing)."""
-        if self._stall is None:
+        """Point the open stream's watchdog at the oldest unanswered probe (or nothing).
+
+        Called from any task (a hold's renewer writes a probe). A watchdog that
+        has fired already cannot be moved (asyncio refuses): the stream is being
+        cut, and the next stream's watchdog is armed from the probes left.
+        """
+        if self._stall is None or self._stall.expired():
             return
         due = self._probes[0][1] + self._settings.watch_stall_timeout if self._probes else None
         self._stall.reschedule(due)

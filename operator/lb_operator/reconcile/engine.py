@@ -36,6 +36,7 @@ UID as a tag, so an object created just before a crash is found, not made twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -89,7 +90,7 @@ class NoLongerOurs(Exception):
 
     def __init__(self, obj: Resource, why: str, *, gone: bool = False) -> None:
         super().__init__(f"{obj.ref} {why}; left to its owner")
-        self.gone = gone
+        self.gone = gone  # no object of that name at all (not: one made again under another UID)
 
 
 class ForeignCloudObject(Exception):
@@ -174,8 +175,10 @@ def family_of(load_balancer: LoadBalancer) -> str:
 async def family_by_uuid(ctx: Context, load_balancer: str) -> str:
     """The lock key of a load balancer known by its cloud UUID: one cloud read, then remembered.
 
-    Safe to remember: a cloud load balancer's UID tag is set when it is made
-    and names one Kubernetes object for good (an edited tag is drift, set back).
+    Safe to remember once tagged: a cloud load balancer's UID tag is set when
+    it is made and names one Kubernetes object for good. An untagged one is
+    read every time, so a tag removed in the console and set back by the
+    drift check is seen again.
     """
     family = ctx.families.get(load_balancer)
     if family is None:
@@ -185,7 +188,9 @@ async def family_by_uuid(ctx: Context, load_balancer: str) -> str:
             raise ParentNotReady(
                 f"load balancer {load_balancer} does not exist in the cloud", watched=False
             ) from None
-        family = ctx.families[load_balancer] = family_of(found)
+        family = family_of(found)
+        if UID_TAG in found.tags:  # untagged (not ours, or its tag removed in the console): read again
+            ctx.families[load_balancer] = family
     return family
 
 
@@ -249,7 +254,7 @@ def wanted_tags(obj: Resource) -> dict[str, str]:
 
 @asynccontextmanager
 async def serialized(
-    ctx: Context, key: str | None, obj: Resource, deadline: float
+    ctx: Context, key: str | None, obj: Resource, deadline: float, *, deleting: bool = False
 ) -> AsyncIterator[Hold | None]:
     """Hold the lock ``key`` until ``deadline`` (event-loop time), or nothing if there is no key/lock."""
     if key is None or ctx.mutex is None:
@@ -261,6 +266,10 @@ async def serialized(
     async def on_wait(waiting: Waiting) -> None:
         if waiting.local:
             return  # queueing behind a sibling in this replica is the normal pace of a tree: no Event
+        try:
+            await prove(ctx, obj, deleting=deleting)  # a replica that lost the object says nothing on it
+        except NoLongerOurs:
+            return
         ctx.events(
             obj, "Normal", "WaitingForLock", f"waiting for {waiting.lease_name} held by {waiting.holder}"
         )
@@ -347,7 +356,7 @@ async def prove(ctx: Context, obj: Resource, *, deleting: bool = False) -> Resou
     now = await ctx.resources.get(obj.kind, obj.namespace, obj.name)
     why = why_not_ours(ctx, obj, now, deleting=deleting)
     if why is not None:
-        raise NoLongerOurs(obj, why, gone=now is None or now.uid != obj.uid)
+        raise NoLongerOurs(obj, why, gone=now is None)
     assert now is not None
     return now
 
@@ -397,9 +406,17 @@ async def _change(
                 current = await adapter.find(ctx, obj, parent) or current
     except (TimeoutError, Busy) as error:
         if not answered and might_be_applied(error):
-            await _settle_in_doubt(adapter, ctx, obj, parent, current)
+            await _settle_in_doubt(adapter, ctx, obj, parent, current, ctx.settings.handler_timeout)
         if isinstance(error, TimeoutError):
             raise DeadlineExceeded(f"changing the {adapter.kind} in the cloud") from None
+        raise
+    except asyncio.CancelledError:
+        if not answered:  # cancelled with the request on the wire: the next holder must not collide
+            settling = asyncio.create_task(
+                _settle_in_doubt(adapter, ctx, obj, parent, current, ctx.settings.cloud_request_timeout)
+            )
+            with contextlib.suppress(Exception):  # whatever it found, the cancellation goes on
+                await asyncio.shield(settling)  # a second cancellation ends the wait, not the settling
         raise
     if isinstance(current, LoadBalancer) and current.status == "changing":
         built = await _until_built(ctx, current, deadline)
@@ -489,12 +506,18 @@ async def _until_built(ctx: Context, created: LoadBalancer, deadline: float) -> 
 
 
 async def _settle_in_doubt(
-    adapter: Adapter[C], ctx: Context, obj: Resource, parent: Parent | None, current: C | None
+    adapter: Adapter[C],
+    ctx: Context,
+    obj: Resource,
+    parent: Parent | None,
+    current: C | None,
+    bound: float,
 ) -> None:
     """A mutation may have been applied without our knowing: keep the lock until the cloud has settled.
 
-    Bounded by ``handler_timeout`` of its own (the attempt's deadline may be
-    spent). A change under a load balancer: until the load balancer stops
+    Bounded by ``bound`` seconds of its own (the attempt's deadline may be
+    spent; a cancelled attempt gets the cloud's request bound). A change
+    under a load balancer: until the load balancer stops
     ``changing``. A new load balancer: looked up by its UID tag for as long
     as the cloud may still be working on a request we gave up on
     (``cloud_request_timeout``), then until it settles. The next attempt
@@ -504,7 +527,7 @@ async def _settle_in_doubt(
     """
     loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout_at(loop.time() + ctx.settings.handler_timeout):
+        async with asyncio.timeout_at(loop.time() + bound):
             load_balancer = _load_balancer_of(parent, current)
             if load_balancer is None:  # a new load balancer: look until its creation shows up
                 look_until = loop.time() + ctx.settings.cloud_request_timeout
@@ -524,11 +547,13 @@ async def _settle_in_doubt(
 async def delete(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: float) -> None:
     """Remove the cloud object of ``obj``; one that is already gone (e.g. with its parent) is success.
 
-    A cloud object named in ``status.uuid`` that belongs to another
-    Kubernetes object is left alone (``ForeignCloudObject`` is reported by
-    the caller). Under the lock, the deletion proves first that this replica
-    still owns the object (``NoLongerOurs`` if it moved; ``gone`` if
-    another replica finished the deletion meanwhile).
+    The cloud is read under the tree's lock, so a creation another task or
+    replica made under it (a drift check re-creating the object, a frozen
+    ex-owner's request that was already on the wire) is seen and deleted, not
+    left behind. A cloud object named in ``status.uuid`` that belongs to
+    another Kubernetes object is left alone. Before deleting, the deletion
+    proves that this replica still owns the object (``NoLongerOurs``; ``gone``
+    if another replica finished the deletion meanwhile).
     """
     try:
         async with asyncio.timeout_at(deadline):
@@ -536,22 +561,22 @@ async def delete(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: flo
                 parent = await adapter.parent(ctx, obj)
             except ParentNotReady:
                 parent = await _parent_from_status(ctx, obj)
-            try:
-                current = await adapter.find(ctx, obj, parent)
-            except (NotFound, ParentNotReady):
-                current = None  # the parent is gone, and its children with it
-            except ForeignCloudObject as foreign:
-                await prove(ctx, obj, deleting=True)
-                message = f"deleted without touching the cloud: {foreign}"
-                ctx.events(obj, "Warning", "Conflict", message)
-                return
     except TimeoutError:
         raise DeadlineExceeded("reading the cloud") from None
-    if current is None:
-        return
-    async with serialized(ctx, adapter.lock_key(ctx, obj, parent), obj, deadline) as held:
+    async with serialized(ctx, adapter.lock_key(ctx, obj, parent), obj, deadline, deleting=True) as held:
         try:
             async with asyncio.timeout_at(deadline):
+                try:
+                    current = await adapter.find(ctx, obj, parent)
+                except (NotFound, ParentNotReady):
+                    current = None  # the parent is gone, and its children with it
+                except ForeignCloudObject as foreign:
+                    await prove(ctx, obj, deleting=True)
+                    message = f"deleted without touching the cloud: {foreign}"
+                    ctx.events(obj, "Warning", "Conflict", message)
+                    return
+                if current is None:
+                    return
                 load_balancer = _load_balancer_of(parent, current)
                 if load_balancer is not None:
                     await until_settled(ctx, load_balancer)

@@ -59,6 +59,7 @@ class ParentWatch:
                         functools.partial(self._on_event, kind),
                         on_gap=self.wake_all,
                         health=self._health,
+                        name="parents",
                     ),
                     name=f"parent watch {plural} {namespace or '*'}",
                 )

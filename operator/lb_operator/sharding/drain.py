@@ -93,6 +93,7 @@ class Drainer:
                     partial(self._seen, kind.plural),
                     label_selector=selector,
                     health=self._health,
+                    name="drains",
                 ),
                 name=f"drain-watch {kind.plural}",
             )

@@ -15,8 +15,10 @@ each one whose current generation no handler has reported
 scheduled retry is overdue by a whole interval, and that was already so at
 the previous look with no handler of this replica running on it, removes
 Kopf's stored state (progress and diff-base annotations; resourceVersion-
-checked): Kopf then sees the object as new and runs its handler. In steady
-state every object is handled and this only lists.
+checked): Kopf then sees the object as new and runs its handler. An object
+being deleted, with this operator's finalizer and no deletion retry
+scheduled, gets only the annotation written: Kopf runs a deletion on any
+event. In steady state every object is handled and this only lists.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 NUDGE_ANNOTATION = "lboperator.dev/nudged-at"
 KOPF_STATE = (f"{GROUP}/reconcile", f"{GROUP}/last-handled-configuration")
 """Kopf's progress of the change handler (id ``reconcile``) and its diff-base: removed by a nudge."""
+FINALIZER = f"{GROUP}/finalizer"
 
 
 def unhandled(body: dict[str, Any]) -> bool:
@@ -49,14 +52,17 @@ def unhandled(body: dict[str, Any]) -> bool:
     return observed != metadata.get("generation") and "deletionTimestamp" not in metadata
 
 
-def retry_overdue(body: dict[str, Any], now: datetime.datetime, grace: float) -> bool:
-    """True when Kopf scheduled a retry of the reconcile handler more than ``grace`` seconds ago and it
-    never ran: its progress annotation (``delayed``) is in the past, so the retry was lost (e.g. with
-    an event an API-server restart swallowed) and only a new event brings the object back."""
+def retry_overdue(
+    body: dict[str, Any], now: datetime.datetime, grace: float, handler: str = "reconcile"
+) -> bool:
+    """True when Kopf scheduled a retry of ``handler`` more than ``grace`` seconds ago and it never ran:
+    its progress annotation (``delayed``) is in the past, so the retry was lost (e.g. with an event an
+    API-server restart swallowed) and only a new event brings the object back."""
     metadata = body.get("metadata") or {}
-    raw = (metadata.get("annotations") or {}).get(f"{GROUP}/reconcile")
-    if not raw or "deletionTimestamp" in metadata:
-        return False
+    raw = (metadata.get("annotations") or {}).get(f"{GROUP}/{handler}")
+    deleting = "deletionTimestamp" in metadata
+    if not raw or deleting != (handler == "delete"):
+        return False  # a change's retry does not matter once the deletion began, nor the other way round
     try:
         delayed = json.loads(raw).get("delayed")
         when = datetime.datetime.fromisoformat(str(delayed)) if delayed else None
@@ -67,6 +73,17 @@ def retry_overdue(body: dict[str, Any], now: datetime.datetime, grace: float) ->
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
     return (now - when).total_seconds() > grace
+
+
+def deletion_neglected(body: dict[str, Any], now: datetime.datetime, grace: float) -> bool:
+    """True for an object being deleted that still has this operator's finalizer and whose deletion
+    no retry is scheduled for (no progress recorded, or its retry overdue): Kopf will not come back
+    to it by itself. Its handler, if one runs, makes the caller leave it alone."""
+    metadata = body.get("metadata") or {}
+    if "deletionTimestamp" not in metadata or FINALIZER not in (metadata.get("finalizers") or []):
+        return False
+    recorded = f"{GROUP}/delete" in (metadata.get("annotations") or {})
+    return not recorded or retry_overdue(body, now, grace, handler="delete")
 
 
 class Nudger:
@@ -102,7 +119,11 @@ class Nudger:
         now = datetime.datetime.now(datetime.UTC)
         for kind, body in await list_objects(self._objects, self._namespaces, self._selector):
             uid = str(body["metadata"]["uid"])
-            neglected = unhandled(body) or retry_overdue(body, now, self._interval)
+            neglected = (
+                unhandled(body)
+                or retry_overdue(body, now, self._interval)
+                or deletion_neglected(body, now, self._interval)
+            )
             if not neglected or self._busy(uid):
                 continue
             suspects.add(uid)
@@ -114,7 +135,10 @@ class Nudger:
         """Remove Kopf's state of ``body`` if it is unchanged since the look; Kopf then handles it as new."""
         metadata = body["metadata"]
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        annotations: dict[str, str | None] = dict.fromkeys(KOPF_STATE)
+        # Being deleted: any event makes Kopf run the deletion (it needs no change); otherwise Kopf's
+        # stored state goes, so that it sees the object as new.
+        deleting = "deletionTimestamp" in metadata
+        annotations: dict[str, str | None] = {} if deleting else dict.fromkeys(KOPF_STATE)
         annotations[NUDGE_ANNOTATION] = now
         patch = {"metadata": {"resourceVersion": metadata["resourceVersion"], "annotations": annotations}}
         try:

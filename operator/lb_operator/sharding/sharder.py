@@ -163,6 +163,7 @@ class Sharder:
                     self._changed,
                     on_gap=self._dirty.set,
                     health=self._health,
+                    name="sharder",
                 ),
                 name=f"shard-watch {kind.plural}",
             )

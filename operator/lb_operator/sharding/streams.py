@@ -89,16 +89,20 @@ async def follow_forever(
     ``on_gap`` is called whenever the stream broke and events may have been
     missed; each new stream starts with an ADDED event per matching object.
     Every stream lasts ``WATCH_SECONDS``; one still open at ``WATCH_SILENCE``
-    is cut and opened again. ``health`` is told of every sign of life under
-    ``name``.
+    is cut and opened again, and one that ends at once with nothing counts
+    as broken (back-off, no sign of life). ``health`` is told of every sign
+    of life under ``name`` (what the watch is for) with the plural and
+    namespace.
     """
-    name = name or f"watch {plural} {namespace or '*'} {label_selector}".strip()
+    name = f"{name or 'watch'} {plural} {namespace or '*'}"
     bound = 2 * WATCH_SILENCE  # a failed stream is retried within 5 s: two silences mean it cannot connect
     pause = 0.05
+    loop = asyncio.get_running_loop()
     if health is not None:
         health.alive(name, bound)  # from now on it must show life: one that never connects turns stale
     try:
         while True:
+            opened, delivered = loop.time(), False
             try:
                 watch = Watch()  # type: ignore[no-untyped-call]
                 scope: list[Any] = [] if namespace is None else [namespace]
@@ -120,10 +124,14 @@ async def follow_forever(
                 )
                 async with watch:
                     async for event in stream:
+                        delivered = True
                         if health is not None:
                             health.alive(name, bound)
                         if event["type"] != "BOOKMARK":
                             on_event(str(event["type"]), event["object"])
+                if not delivered and loop.time() - opened < WATCH_SECONDS / 2:
+                    # Ended at once with nothing (a proxy cutting long requests): not a working watch.
+                    raise aiohttp.ClientPayloadError("the watch stream ended at once with nothing")
                 if health is not None:
                     health.alive(name, bound)  # the server ended the stream on time: the connection works
                 pause = 0.05

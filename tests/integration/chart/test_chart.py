@@ -105,6 +105,20 @@ def test_the_readmes_install_command_installs_as_written(helm: Path, crds: Clust
     assert image == "registry.example.com/lb-operator:0.1.0"
 
 
+@pytest.mark.parametrize(
+    ("strategy", "wanted"),
+    [
+        ((), {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}),
+        (("--set", "updateStrategy=Recreate"), {"type": "Recreate"}),  # replicas of two versions never meet
+    ],
+)
+def test_the_update_strategy_rolls_one_replica_at_a_time_or_recreates_them_all(
+    helm: Path, strategy: tuple[str, ...], wanted: dict[str, object]
+) -> None:
+    deployment = next(d for d in _render(helm, *strategy) if d["kind"] == "Deployment")
+    assert deployment["spec"]["strategy"] == wanted  # type: ignore[index]
+
+
 def test_the_deployment_runs_hardened_replicas_that_know_who_they_are(helm: Path) -> None:
     documents = _render(helm)
     deployment = next(d for d in documents if d["kind"] == "Deployment")

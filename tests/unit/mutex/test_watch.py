@@ -232,3 +232,21 @@ async def test_an_idle_stream_with_no_write_of_ours_pending_is_not_taken_for_sta
         assert watch.synced
     finally:
         await watch.stop()
+
+
+async def test_a_write_while_the_watchdog_fires_does_not_break_the_writer(
+    fake: FakeLeases, fast: MutexSettings
+) -> None:
+    # A hold's renewer adds a probe (and moves the watchdog) from its own task; asyncio refuses to move
+    # a timeout that is expiring, which killed the renewer. The moment is a race: stage it directly.
+    watch = LeaseWatch(fake, _stalling(fast))
+    loop = asyncio.get_running_loop()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0) as firing:
+            watch._stall = firing  # the open stream's watchdog, as _follow sets it
+            try:
+                await asyncio.sleep(1)
+            finally:
+                assert firing.expired()
+                watch.wrote(lease("lb-a", 5, holder="me/1"), loop.time())  # must not raise
+    assert watch.get("lb-a") is not None  # the write was taken in all the same

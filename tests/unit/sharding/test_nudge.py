@@ -6,7 +6,7 @@ import datetime
 import json
 from typing import Any
 
-from lb_operator.sharding.nudge import retry_overdue, unhandled
+from lb_operator.sharding.nudge import deletion_neglected, retry_overdue, unhandled
 
 
 def test_an_object_without_a_status_is_unhandled() -> None:
@@ -47,3 +47,28 @@ def test_no_progress_or_an_unreadable_one_is_not_overdue() -> None:
     assert not retry_overdue({"metadata": {"generation": 1}}, NOW, grace=30)
     broken = {"metadata": {"annotations": {"lboperator.dev/reconcile": "not json"}}}
     assert not retry_overdue(broken, NOW, grace=30)
+
+
+def _deleting(
+    annotations: dict[str, str] | None = None, finalizers: list[str] | None = None
+) -> dict[str, Any]:
+    metadata = {
+        "generation": 1,
+        "deletionTimestamp": "2026-11-24T11:00:00Z",
+        "finalizers": ["lboperator.dev/finalizer"] if finalizers is None else finalizers,
+        "annotations": annotations or {},
+    }
+    return {"metadata": metadata}
+
+
+def test_a_deletion_with_no_retry_scheduled_is_neglected_one_with_a_retry_ahead_is_not() -> None:
+    assert deletion_neglected(_deleting(), NOW, grace=30)  # no record: Kopf never came back to it
+    ahead = json.dumps({"delayed": "2026-11-24T12:00:30+00:00", "retries": 1})
+    assert not deletion_neglected(_deleting({"lboperator.dev/delete": ahead}), NOW, grace=30)
+    overdue = json.dumps({"delayed": "2026-11-24T11:00:00+00:00", "retries": 1})
+    assert deletion_neglected(_deleting({"lboperator.dev/delete": overdue}), NOW, grace=30)
+
+
+def test_a_deletion_without_our_finalizer_is_not_ours_to_bring_back() -> None:
+    assert not deletion_neglected(_deleting(finalizers=["someone.else/finalizer"]), NOW, grace=30)
+    assert not deletion_neglected({"metadata": {"generation": 1}}, NOW, grace=30)
