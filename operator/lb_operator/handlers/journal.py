@@ -3,8 +3,11 @@
 A debugging aid, and the tests' witness: from the lines of every replica a
 checker can tell whether two replicas ever acted on one object at once. A
 handler that is merely running (frozen, or waiting for a lock) does not
-act; one that writes does, so the writes are journaled with the moment
-they were decided (after the ownership proof, before the request).
+act; one that writes does, so the writes are journaled: a cloud write when
+it was decided (after the ownership proof, before the request: the cloud's
+own overlap counter sees whether requests met), a status write once the API
+server took it (one it refused, fenced on an old version, is no write — a
+cut-off replica's attempt that never reached the server was counted as one).
 """
 
 from __future__ import annotations

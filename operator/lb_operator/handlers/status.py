@@ -92,8 +92,8 @@ async def publish(
                 await prove(ctx, obj)
             return
         try:
-            await ctx.wrote(obj, "status")
             await ctx.resources.patch_status(obj, version, status)
+            await ctx.wrote(obj, "status")  # journaled once taken: a refused (fenced) write is no write
             return
         except VersionConflict:
             now = await ctx.resources.get(obj.kind, obj.namespace, obj.name)
