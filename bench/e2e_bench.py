@@ -28,7 +28,8 @@ ideal went on the load balancer that finished last.
 The operator runs with the product's retry and poll defaults (the test
 harness's faster ones would flatter the figure); every figure is measured in
 this one run. The last line is machine-readable: ``RESULT efficiency_3=…
-efficiency_1=… speedup_vs_global=… overlaps_unlocked=… apiserver_writes_per_cloud_op=…``.
+efficiency_1=… speedup_vs_global=… overlaps_unlocked=… apiserver_writes_per_cloud_op=…
+lease_writes_per_cloud_op=…``.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ class Figures:
     writes_total: int = 0
     writes_background: float = 0.0  # the API server's own writes over the scenario's span, estimated
     writes_operator: float = 0.0
+    lease_writes_operator: float = 0.0  # Lease writes (locks, members) less the API server's own
     writes_by_resource: Counter[str] = field(default_factory=Counter)
     events: int = 0
     events_counted: int = 0  # the sum of the Events' `count`
@@ -136,6 +138,10 @@ class Figures:
     @property
     def writes_per_cloud_op(self) -> float:
         return self.writes_operator / self.mutations if self.mutations else math.nan
+
+    @property
+    def lease_writes_per_cloud_op(self) -> float:
+        return self.lease_writes_operator / self.mutations if self.mutations else math.nan
 
 
 class ReplicaExited(RuntimeError):
@@ -474,17 +480,19 @@ BACKGROUND_WINDOW = 20.0
 """Seconds over which the API server's own writes are counted with no operator running."""
 
 
-def background_writes(cluster: Cluster) -> float:
-    """The API server's own write requests per second (its identity Lease, …) with no operator running."""
+def background_writes(cluster: Cluster) -> dict[str, float]:
+    """The API server's own write requests per second and resource (its identity Lease, …) with no
+    operator running."""
     before = apiserver_writes(cluster)
     started = time.monotonic()
     time.sleep(BACKGROUND_WINDOW)
     after = apiserver_writes(cluster)
-    return sum((after - before).values()) / (time.monotonic() - started)
+    span = time.monotonic() - started
+    return {resource: count / span for resource, count in (after - before).items()}
 
 
 def run_scenario(
-    cluster: Cluster, scenario: Scenario, args: argparse.Namespace, logs: Path, background: float
+    cluster: Cluster, scenario: Scenario, args: argparse.Namespace, logs: Path, background: dict[str, float]
 ) -> Figures:
     figures = Figures(scenario)
     simulator = {"latency": args.latency, "lb_ready_delay": args.lb_ready_delay, "mode": "reject"}
@@ -537,9 +545,11 @@ def run_scenario(
         figures.failed = max(figures.failed, figures.overlaps)
     figures.writes_by_resource = writes_after - writes_before
     figures.writes_total = sum(figures.writes_by_resource.values())
-    figures.writes_background = background * writes_span
+    figures.writes_background = sum(background.values()) * writes_span
     # Minus the workload's own creates and the API server's own writes over the span.
     figures.writes_operator = figures.writes_total - len(manifests) - figures.writes_background
+    leases_background = background.get("leases", 0.0) * writes_span
+    figures.lease_writes_operator = figures.writes_by_resource["leases"] - leases_background
     uids = {o["metadata"]["uid"] for o in found if key_of(o) in wanted}
     figures.events, figures.events_counted, figures.event_reasons = events_of(cluster, namespace, uids)
     names = {
@@ -585,6 +595,7 @@ def report(results: list[Figures], ideal: float, per_lb: int, args: argparse.Nam
         ("apiserver writes (background)", lambda f: f"{f.writes_background:.0f}"),
         ("apiserver writes (operator)", lambda f: f"{f.writes_operator:.0f}"),
         ("  per cloud mutation", lambda f: fmt(f.writes_per_cloud_op, ".2f")),
+        ("  of them Lease writes", lambda f: fmt(f.lease_writes_per_cloud_op, ".2f")),
         ("Events per object", lambda f: fmt(f.events / f.objects if f.objects else None, ".2f")),
         (
             "  (by their count field)",
@@ -649,10 +660,11 @@ def result_line(results: dict[str, Figures], ideal: float) -> str:
     a = results.get("a")
     overlaps = str(unlocked.overlaps) if unlocked is not None and unlocked.error is None else "nan"
     per_op = a.writes_per_cloud_op if a is not None and a.error is None else math.nan
+    leases_per_op = a.lease_writes_per_cloud_op if a is not None and a.error is None else math.nan
     return (
         f"RESULT efficiency_3={efficiency('a'):.2f} efficiency_1={efficiency('b'):.2f} "
         f"speedup_vs_global={makespan('d') / makespan('a'):.2f} overlaps_unlocked={overlaps} "
-        f"apiserver_writes_per_cloud_op={per_op:.2f}"
+        f"apiserver_writes_per_cloud_op={per_op:.2f} lease_writes_per_cloud_op={leases_per_op:.2f}"
     )
 
 
@@ -693,7 +705,7 @@ def main() -> None:
         cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         until_served(cluster)
         background = background_writes(cluster)
-        print(f"the API server's own writes with no operator: {background:.2f}/s", flush=True)
+        print(f"the API server's own writes with no operator: {sum(background.values()):.2f}/s", flush=True)
         for scenario in chosen:
             env = " ".join(f"LBOP_{k.upper()}={v}" for k, v in scenario.settings.items()) or "defaults"
             print(f"\n{scenario.key}) {scenario.title} ({env})", flush=True)

@@ -55,7 +55,12 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
             problem = f"cannot serve metrics on {address}:{port} (LBOP_METRICS_PORT): {error}"
             raise kopf.PermanentError(problem) from None
     settings.queueing.exit_timeout = context.settings.shutdown_grace
-    if context.settings.sharding and context.mutex is not None and context.api is not None:
+    if (
+        context.settings.sharding
+        and context.mutex is not None
+        and context.api is not None
+        and context.mirror is not None
+    ):
         # Server-side: this replica's Kopf sees only the objects labelled for it.
         own = f"{SHARD_LABEL}={context.settings.identity}"
         settings.watching.label_selectors[GROUP, kopf.EVERYTHING] = own
@@ -64,9 +69,9 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
             context.mutex,
             context.settings.identity,
             context.settings.watch_namespaces,
+            context.mirror,
             context.settings.nudge_interval,
             functools.partial(_leaving, context),
-            context.health,
         )
         replica.start()
         memo["replica"] = replica

@@ -17,9 +17,10 @@ from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
 from lb_operator.health import WatchHealth
 from lb_operator.mutex import LeaseMutex
 from lb_operator.reconcile.engine import Context
-from lb_operator.reconcile.parents import ParentWatch
+from lb_operator.reconcile.parents import PARENT_KINDS, ParentWatch
 from lb_operator.reconcile.resources import Resource, ResourceAPI
 from lb_operator.settings import OperatorSettings
+from lb_operator.sharding.streams import Mirror
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +105,13 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
         settings.namespace,
     )
     health = WatchHealth()
-    parents = ParentWatch(api, settings.watch_namespaces, health)
+    # One watch per kind for the whole process: parents for wake-ups; all five when sharding (the sharder
+    # and the drains listen too).
+    kinds = list(ALL_KINDS) if settings.sharding else [k for k in ALL_KINDS if k.kind in PARENT_KINDS]
+    mirror = Mirror(client.CustomObjectsApi(api), settings.watch_namespaces, kinds, health)
+    parents = ParentWatch(mirror)
     parents.start()
+    mirror.start()
     return Context(
         cloud=cloud,
         mutex=mutex,
@@ -116,11 +122,14 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
         parents=parents,
         shard=settings.identity if settings.sharding and mutex is not None else None,
         health=health,
+        mirror=mirror,
     )
 
 
 async def close_context(context: Context) -> None:
     await context.parents.stop()
+    if context.mirror is not None:
+        await context.mirror.stop()
     if context.mutex is not None:
         await context.mutex.close()
     close = getattr(context.cloud, "close", None)

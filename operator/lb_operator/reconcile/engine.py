@@ -53,6 +53,7 @@ from lb_operator.mutex import Hold, LeaseMutex, Waiting
 from lb_operator.reconcile.parents import ParentWatch, Ref, until_set
 from lb_operator.reconcile.resources import Resource, ResourceAPI
 from lb_operator.settings import OperatorSettings
+from lb_operator.sharding.streams import Mirror
 
 logger = logging.getLogger(__name__)
 
@@ -135,12 +136,13 @@ class Context:
     resources: ResourceAPI
     events: EventSink = field(default=lambda *_: None)
     api: client.ApiClient | None = None  # owned here so it is closed with the rest
-    parents: ParentWatch = field(default_factory=lambda: ParentWatch(None, []))
+    parents: ParentWatch = field(default_factory=lambda: ParentWatch(None))
     shard: str | None = None  # with sharding: the shard label of the objects this process owns
     leaving: set[str] = field(default_factory=set)  # UIDs being drained away: their waits end at once
     families: dict[str, str] = field(default_factory=dict)  # cloud LB UUID → its lock key (never changes)
     wrote: WriteHook = _no_journal
     health: WatchHealth = field(default_factory=WatchHealth)  # the process's watches, for /healthz
+    mirror: Mirror | None = None  # the process's view of its objects (one watch per kind), if any
 
 
 @dataclass(frozen=True)

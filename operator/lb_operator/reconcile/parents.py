@@ -1,9 +1,9 @@
 """Wake a child the moment its parent changes, instead of letting it poll with back-off.
 
-One watch per parent kind (LoadBalancer, LoadBalancerPool) and watched
-namespace, shared by every handler of the process. Every replica watches
-every parent — a few objects per load balancer — so a child waiting on a
-parent another replica owns is woken too.
+It listens to the replica's ``Mirror`` (one watch per kind and watched
+namespace, shared with the sharder and the drains), for the parent kinds
+(LoadBalancer, LoadBalancerPool). Every replica sees every parent, so a
+child waiting on a parent another replica owns is woken too.
 
 This is a wake-up, not a cache: a woken child reads its parent again from
 the API server, so a missed or duplicated event can only cost time (the
@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from kubernetes.aio import client
-
-from lb_operator.health import WatchHealth
-from lb_operator.sharding.streams import follow_forever, scopes
+from lb_operator.sharding.streams import Mirror
 
 logger = logging.getLogger(__name__)
 
@@ -33,45 +29,27 @@ Ref = tuple[str, str, str]
 
 
 class ParentWatch:
-    """Who waits for which parent, and the watches that wake them."""
+    """Who waits for which parent, woken by the mirror's news of it."""
 
-    def __init__(
-        self, api: client.ApiClient | None, namespaces: list[str], health: WatchHealth | None = None
-    ) -> None:
-        self._objects = client.CustomObjectsApi(api) if api is not None else None
-        self._health = health
-        self._namespaces = namespaces
+    def __init__(self, mirror: Mirror | None) -> None:
+        self._mirror = mirror
         self._waiting: dict[Ref, asyncio.Event] = {}  # only refs someone waits on: bounded by waiters
         self._users: dict[Ref, int] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._unlisten: Callable[[], None] | None = None
         self.wakes = 0
 
     def start(self) -> None:
-        if self._objects is None:
-            return
-        for kind, plural in PARENT_KINDS.items():
-            for namespace in scopes(self._namespaces):
-                task = asyncio.create_task(
-                    follow_forever(
-                        self._objects,
-                        plural,
-                        namespace,
-                        functools.partial(self._on_event, kind),
-                        on_gap=self.wake_all,
-                        health=self._health,
-                        name="parents",
-                    ),
-                    name=f"parent watch {plural} {namespace or '*'}",
-                )
-                self._tasks.append(task)
+        if self._mirror is not None and self._unlisten is None:
+            self._unlisten = self._mirror.listen(self._on_event, on_gap=self.wake_all)
 
     async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        unlisten, self._unlisten = self._unlisten, None
+        if unlisten is not None:
+            unlisten()
 
     def _on_event(self, kind: str, type_: str, body: dict[str, Any]) -> None:
+        if kind not in PARENT_KINDS:
+            return
         metadata = body.get("metadata") or {}
         self.wake((kind, str(metadata.get("namespace", "")), str(metadata.get("name", ""))))
 
@@ -96,7 +74,7 @@ class ParentWatch:
         never lost. ``None`` when there is nothing to wait on: no ``ref`` (a parent named by cloud UUID),
         or no API (unit tests of the flow).
         """
-        if ref is None or self._objects is None:
+        if ref is None or self._mirror is None:
             yield None
             return
         event = self._waiting.setdefault(ref, asyncio.Event())

@@ -20,16 +20,14 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from functools import partial
 from typing import Any
 
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
-from lb_operator.health import WatchHealth
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
-from lb_operator.sharding.streams import API_TIMEOUT, TRANSIENT, follow_forever, scopes
+from lb_operator.sharding.streams import API_TIMEOUT, TRANSIENT, Mirror
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +49,14 @@ class Drainer:
         self,
         api: client.ApiClient,
         identity: str,
-        namespaces: list[str],
+        mirror: Mirror,
         leaving: Callable[[Mapping[str, Any], bool], None] = lambda body, going: None,
-        health: WatchHealth | None = None,
     ) -> None:
         self._leaving = leaving
-        self._health = health
         self._objects = client.CustomObjectsApi(api)
         self._identity = identity
-        self._namespaces = namespaces
+        self._mirror = mirror
+        self._plurals = {kind.kind: kind.plural for kind in ALL_KINDS}
         self._running: Counter[str] = Counter()
         self._idle: dict[str, asyncio.Event] = {}
         self._acks: dict[str, asyncio.Task[None]] = {}
@@ -82,34 +79,24 @@ class Drainer:
         return uid in self._running
 
     async def run(self) -> None:
-        """Follow this replica's objects that are labelled drain, until cancelled."""
-        selector = f"{SHARD_LABEL}={self._identity},{DRAIN_LABEL}"
-        watchers = [
-            asyncio.create_task(
-                follow_forever(
-                    self._objects,
-                    kind.plural,
-                    namespace,
-                    partial(self._seen, kind.plural),
-                    label_selector=selector,
-                    health=self._health,
-                    name="drains",
-                ),
-                name=f"drain-watch {kind.plural}",
-            )
-            for kind in ALL_KINDS
-            for namespace in scopes(self._namespaces)
-        ]
+        """Let go of this replica's objects labelled drain (from the mirror's news), until cancelled."""
+        unlisten = self._mirror.listen(self._seen)
         try:
-            await asyncio.gather(*watchers)
+            for body in self._mirror.bodies():  # labelled before we listened
+                self._seen(str(body.get("kind")), "ADDED", body)
+            await asyncio.Future()
         finally:
-            for task in [*watchers, *self._acks.values()]:
+            unlisten()
+            acks = list(self._acks.values())
+            for task in acks:
                 task.cancel()
-            await asyncio.gather(*watchers, *self._acks.values(), return_exceptions=True)
+            await asyncio.gather(*acks, return_exceptions=True)
 
-    def _seen(self, plural: str, kind: str, body: dict[str, Any]) -> None:
-        if kind in ("ADDED", "MODIFIED"):
-            self._acknowledge_later(plural, body)
+    def _seen(self, kind: str, event: str, body: dict[str, Any]) -> None:
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        mine = labels.get(SHARD_LABEL) == self._identity and DRAIN_LABEL in labels
+        if event in ("ADDED", "MODIFIED") and mine and kind in self._plurals:
+            self._acknowledge_later(self._plurals[kind], body)
 
     def _acknowledge_later(self, plural: str, body: dict[str, Any]) -> None:
         uid = body["metadata"]["uid"]

@@ -9,12 +9,12 @@ from typing import Any
 
 from kubernetes.aio import client
 
-from lb_operator.health import WatchHealth
 from lb_operator.mutex import LeaseMutex
 from lb_operator.sharding.drain import Drainer
 from lb_operator.sharding.members import Membership
 from lb_operator.sharding.nudge import Nudger
 from lb_operator.sharding.sharder import Sharder
+from lb_operator.sharding.streams import Mirror
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,14 @@ class Replica:
         mutex: LeaseMutex,
         identity: str,
         namespaces: list[str],
+        mirror: Mirror,
         nudge_interval: float = 30.0,
         leaving: Callable[[Mapping[str, Any], bool], None] = lambda body, going: None,
-        health: WatchHealth | None = None,
     ) -> None:
         self.identity = identity
         self.membership = Membership(mutex, identity)
-        self.sharder = Sharder(api, mutex, namespaces, health)
-        self.drainer = Drainer(api, identity, namespaces, leaving, health)
+        self.sharder = Sharder(api, mutex, mirror)
+        self.drainer = Drainer(api, identity, mirror, leaving)
         self.nudger = Nudger(api, identity, namespaces, self.drainer.busy, nudge_interval)
         self._tasks: list[asyncio.Task[None]] = []
 

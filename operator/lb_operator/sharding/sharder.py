@@ -5,11 +5,17 @@ the ``sharder`` lock of the Lease mutex, so a successor takes over within
 milliseconds of a clean hand-over and one lease duration after a crash
 (watch-driven, never polled).
 
-Level-based: each pass lists the five kinds, computes each object's owner by
-rendezvous hashing of its root key over the live members, and writes only
-the labels that differ, ``WRITE_CONCURRENCY`` at a time, each write carrying
-the resourceVersion it read (a conflict only means another pass). A pass runs on any change of an object
-or of a member Lease, and at the next predicted member expiry.
+Level-based: each pass computes each object's owner by rendezvous hashing
+of its root key over the live members, and writes only the labels that
+differ, ``WRITE_CONCURRENCY`` at a time, each write carrying the
+resourceVersion it read (a conflict means the sharder's view was behind: the
+object is read afresh and the next pass decides again). The objects come
+from the replica's ``Mirror`` (one follower per kind: one LIST at start, then
+watches resumed from their resourceVersion), so a pass costs no API request
+but its writes. A pass runs when an object comes,
+goes or changes what its placement depends on, when the set of members
+changes (a join, a leave — not a renewal: renewals only move the next
+predicted expiry), and at that expiry.
 
 Who is alive is judged from the mutex's Lease cache, which a stalled watch
 would leave stale: every member would seem expired. So a pass runs only
@@ -38,14 +44,13 @@ from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
-from lb_operator.health import WatchHealth
 from lb_operator.mutex import HoldLost, LeaseMutex, LockTimeout, lease_name
 from lb_operator.mutex.leases import Missing, Unavailable
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
 from lb_operator.sharding.members import MEMBER_PREFIX, live_members
 from lb_operator.sharding.ring import owner
 from lb_operator.sharding.roots import Body, root_of
-from lb_operator.sharding.streams import API_TIMEOUT, TRANSIENT, follow_forever, list_objects, scopes
+from lb_operator.sharding.streams import API_TIMEOUT, TRANSIENT, Mirror
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +73,8 @@ class Move:
     name: str
     resource_version: str
     labels: dict[str, str | None]
+    uid: str = ""
+    kind: str = ""
 
 
 def plan(bodies: list[Body], members: set[str]) -> list[Move]:
@@ -102,6 +109,8 @@ def plan(bodies: list[Body], members: set[str]) -> list[Move]:
                     metadata["name"],
                     str(metadata["resourceVersion"]),
                     change,
+                    str(metadata.get("uid", "")),
+                    body["kind"],
                 )
             )
     return moves
@@ -114,21 +123,27 @@ class Sharder:
         self,
         api: client.ApiClient,
         mutex: LeaseMutex,
-        namespaces: list[str],
-        health: WatchHealth | None = None,
+        mirror: Mirror,
     ) -> None:
         self._objects = client.CustomObjectsApi(api)
-        self._health = health
         self._mutex = mutex
-        self._namespaces = namespaces
+        self._mirror = mirror
         self._dirty = asyncio.Event()
         self.passes = 0
-        self.lists = 0
         self.writes = 0
+        self.refreshes = 0  # objects read afresh after a write found the view behind (409)
         self.stale_skips = 0  # passes not run: the Lease cache was not proven fresh
         self.confirmed_alive = 0  # members that seemed gone but a fresh read showed alive
         self._members: set[str] = set()
         self._shapes: dict[str, tuple[Any, ...]] = {}  # object UID → what its placement depends on
+        self._newer: dict[str, Body | None] = {}  # UID → what a write or read showed (None: gone) until
+        # the mirror brings news of that object
+        self._owed = False  # a pass was due but could not run (view incomplete, cache stale): run it later
+
+    @property
+    def lists(self) -> int:
+        """LIST requests behind the sharder's view (the mirror's: one per kind at start, one after a 410)."""
+        return self._mirror.lists
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -153,49 +168,51 @@ class Sharder:
 
     async def _lead(self, check: Callable[[], None]) -> None:
         changes = self._mutex.watch.listen(MEMBER_PREFIX)
-        self._shapes = {}  # the watches below start with every object again
-        watchers = [
-            asyncio.create_task(
-                follow_forever(
-                    self._objects,
-                    kind.plural,
-                    namespace,
-                    self._changed,
-                    on_gap=self._dirty.set,
-                    health=self._health,
-                    name="sharder",
-                ),
-                name=f"shard-watch {kind.plural}",
-            )
-            for kind in ALL_KINDS
-            for namespace in scopes(self._namespaces)
-        ]
+        unlisten = self._mirror.listen(self._changed, on_gap=self._dirty.set)
+        self._newer = {}
+        self._shapes = {uid_of(body): _placement(body) for body in self._mirror.bodies()}
+        self._dirty.set()  # a new term: look at everything once
         try:
+            next_expiry: float | None = None
             while True:
                 check()
-                self._dirty.clear()
+                if self._dirty.is_set() or self._owed or not self._fresh() or self._members_changed():
+                    self._dirty.clear()
+                    try:
+                        next_expiry = await self._pass(check)
+                    except TRANSIENT as error:
+                        logger.warning("sharder: pass failed (%s); again shortly", error)
+                        self._dirty.set()
+                        await asyncio.sleep(1.0)
+                        continue
+                else:  # only renewals: no pass, but the first expiry moved
+                    next_expiry = min(live_members(self._mutex.watch).values(), default=None)
                 changes.clear()
-                try:
-                    next_expiry = await self._pass(check)
-                except TRANSIENT as error:
-                    logger.warning("sharder: pass failed (%s); again shortly", error)
-                    self._dirty.set()
-                    await asyncio.sleep(1.0)
-                    continue
                 await self._until_news(changes, next_expiry)
         finally:
             self._mutex.watch.unlisten(changes)
-            for watcher in watchers:
-                watcher.cancel()
-            await asyncio.gather(*watchers, return_exceptions=True)
+            unlisten()
 
-    def _changed(self, kind: str, body: dict[str, Any]) -> None:
+    def _members_changed(self) -> bool:
+        """Whether the live members differ from the last pass's: a join, a leave, or an expiry.
+
+        A renewal changes nothing here (the member stays live), so it costs no pass.
+        """
+        return set(live_members(self._mutex.watch)) != self._members
+
+    def _fresh(self) -> bool:
+        """Whether the Lease cache is proven current (else who is alive cannot be told from it)."""
+        settings = self._mutex.settings
+        return self._mutex.watch.fresh_within(settings.renew_interval + settings.watch_stall_timeout)
+
+    def _changed(self, kind: str, event: str, body: Body) -> None:
         """A pass is due only if an object came, went, or changed what its placement depends on.
 
         Status writes (most events) move nothing, so they cost no pass.
         """
-        uid = str(body["metadata"]["uid"])
-        if kind == "DELETED":
+        uid = uid_of(body)
+        self._newer.pop(uid, None)  # the mirror caught up with this object
+        if event == "DELETED":
             self._shapes.pop(uid, None)
             self._dirty.set()
             return
@@ -209,7 +226,7 @@ class Sharder:
         try:
             timeout = None if until is None else max(0.0, until - asyncio.get_running_loop().time()) + 0.05
             done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if done:
+            if done and self._dirty.is_set():
                 await asyncio.sleep(BATCH_WINDOW)  # let the rest of a burst arrive
         finally:
             for waiting in waits:
@@ -221,15 +238,19 @@ class Sharder:
         ``check`` (the sharder lock's) runs before each write: a sharder that
         lost its lock writes nothing more.
         """
-        watch, settings = self._mutex.watch, self._mutex.settings
-        loop = asyncio.get_running_loop()
-        if not watch.fresh_within(settings.renew_interval + settings.watch_stall_timeout):
+        watch, loop = self._mutex.watch, asyncio.get_running_loop()
+        if not self._fresh():
             if self.stale_skips % 20 == 0:
                 logger.warning("sharder: the Lease cache is not proven fresh; no objects move until it is")
             self.stale_skips += 1
+            self._owed = True
             return loop.time() + STALE_RECHECK
+        if not self._mirror.synced():
+            self._owed = True  # the view is not complete yet: its first LISTs are under way
+            return loop.time() + STALE_RECHECK
+        self._owed = False
         members = live_members(watch)
-        bodies = await self._list_all()
+        bodies = self._view()
         self.passes += 1
         labelled = {(b["metadata"].get("labels") or {}).get(SHARD_LABEL) for b in bodies}
         members.update(await self._still_alive({m for m in labelled if m} - set(members)))
@@ -244,7 +265,7 @@ class Sharder:
                 sorted(members),
             )
         metrics.OBJECTS.clear()
-        for body in bodies:
+        for body in self._view():  # as the writes left them
             shard = (body["metadata"].get("labels") or {}).get(SHARD_LABEL)
             if shard in members:
                 metrics.OBJECTS.labels(member=shard).inc()
@@ -285,11 +306,6 @@ class Sharder:
             logger.info("sharder: member %s left", member)
         self._members = members
 
-    async def _list_all(self) -> list[Body]:
-        found = await list_objects(self._objects, self._namespaces)
-        self.lists += len(ALL_KINDS) * len(scopes(self._namespaces))
-        return [body for _, body in found]
-
     async def _write_all(self, moves: list[Move], check: Callable[[], None]) -> None:
         """Write ``moves``, ``WRITE_CONCURRENCY`` at a time (a dead replica's objects all move in one pass).
 
@@ -311,7 +327,7 @@ class Sharder:
     async def _write(self, move: Move) -> None:
         body = {"metadata": {"resourceVersion": move.resource_version, "labels": move.labels}}
         try:
-            await self._objects.patch_namespaced_custom_object(
+            written = await self._objects.patch_namespaced_custom_object(
                 GROUP,
                 VERSION,
                 move.namespace,
@@ -323,12 +339,53 @@ class Sharder:
             )
         except ApiException as error:
             if error.status in (404, 409):
-                self._dirty.set()  # changed or gone since the list: the next pass sees it
+                await self._refresh(move)  # changed or gone since our view of it: look again
+                self._dirty.set()
                 return
             raise
+        self._remember(move, written)
         self.writes += 1
         kind = "drain" if move.labels.get(DRAIN_LABEL) else "assign"
         metrics.MOVES.labels(how=kind).inc()
+
+    def _view(self) -> list[Body]:
+        """The mirror's objects, with what this sharder learned since (its writes' answers, fresh reads)."""
+        bodies: list[Body] = []
+        for body in self._mirror.bodies():
+            uid = uid_of(body)
+            if uid not in self._newer:
+                bodies.append(body)
+            elif (newer := self._newer[uid]) is not None:
+                bodies.append(newer)
+        return bodies
+
+    def _remember(self, move: Move, written: object) -> None:
+        """Our write's answer is the object as it now is, until the mirror has news of it."""
+        if isinstance(written, dict) and move.uid:
+            written.setdefault("kind", move.kind)
+            self._newer[move.uid] = written
+            self._shapes[move.uid] = _placement(written)  # its echo from the mirror is no news: no pass
+
+    async def _refresh(self, move: Move) -> None:
+        """Read one object afresh after a write found our view of it behind (so the next pass is right)."""
+        self.refreshes += 1
+        try:
+            body = await self._objects.get_namespaced_custom_object(
+                GROUP, VERSION, move.namespace, move.plural, move.name, _request_timeout=API_TIMEOUT
+            )
+        except ApiException as error:
+            if error.status == 404 and move.uid:
+                self._newer[move.uid] = None
+            return  # anything else: the mirror will bring the news
+        except TRANSIENT:
+            return
+        if isinstance(body, dict) and move.uid and uid_of(body) == move.uid:
+            body.setdefault("kind", move.kind)
+            self._newer[move.uid] = body
+
+
+def uid_of(body: Body) -> str:
+    return str(body["metadata"]["uid"])
 
 
 def _placement(body: Body) -> tuple[Any, ...]:

@@ -79,7 +79,10 @@ async def test_renewals_failing_until_the_renew_deadline_lose_the_hold_then_and_
             fake.fail_next("update", unavailable(), times=10_000)
             await asyncio.sleep(10)
     lost_after = loop.time() - acquired
-    assert fast.renew_deadline <= lost_after <= fast.renew_deadline + 0.5, f"lost after {lost_after:.2f}s"
+    # Not before the renew deadline; and before the lease could expire for the others (the property that
+    # matters: a holder must know it lost before anyone may take over). A tighter upper bound would be a
+    # speed claim: on a loaded 2-core machine it failed at +0.5 s.
+    assert fast.renew_deadline <= lost_after < fast.lease_duration, f"lost after {lost_after:.2f}s"
 
 
 async def test_a_lease_deleted_under_a_holder_loses_the_hold(make_mutex: MakeMutex, fake: FakeLeases) -> None:

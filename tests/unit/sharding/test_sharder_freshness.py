@@ -2,8 +2,8 @@
 
 The Lease API is the in-memory fake (a stalled watch, a renewal the cache
 missed: cases the real API server cannot be made to show on cue); the
-objects API is a stand-in that lists what the test put in and records label
-writes.
+sharder's view of the objects is given to it directly, and the objects API
+is a stand-in that records label writes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from lb_operator.mutex import LeaseMutex, lease_name
 from lb_operator.sharding import SHARD_LABEL
 from lb_operator.sharding.members import MEMBER_PREFIX, live_members
 from lb_operator.sharding.sharder import Sharder
+from lb_operator.sharding.streams import Mirror
 
 
 class Objects:
@@ -24,36 +25,36 @@ class Objects:
 
     def __init__(self, owners: dict[str, str]) -> None:
         self.owners = owners
-        self.lists = 0
         self.written: list[tuple[str, dict[str, Any]]] = []
 
-    async def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self.lists += 1
-        if args[3] != "loadbalancers":
-            return {"items": []}
-        return {
-            "items": [
-                {
-                    "kind": "LoadBalancer",
-                    "metadata": {
-                        "namespace": "shop",
-                        "name": name,
-                        "uid": f"uid-{name}",
-                        "resourceVersion": "1",
-                        "labels": {SHARD_LABEL: owner},
-                    },
-                    "spec": {},
-                }
-                for name, owner in self.owners.items()
-            ]
-        }
+    def bodies(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "kind": "LoadBalancer",
+                "metadata": {
+                    "namespace": "shop",
+                    "name": name,
+                    "uid": f"uid-{name}",
+                    "resourceVersion": "1",
+                    "labels": {SHARD_LABEL: owner},
+                },
+                "spec": {},
+            }
+            for name, owner in self.owners.items()
+        ]
 
     async def patch_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> None:
         self.written.append((args[4], args[5]["metadata"]["labels"]))
 
 
 def _sharder(mutex: LeaseMutex, objects: Objects) -> Sharder:
-    sharder = Sharder(object(), mutex, ["shop"])  # type: ignore[arg-type]  # the objects API is replaced
+    """A sharder whose followers have listed ``objects`` (its view is complete)."""
+    mirror = Mirror(None, ["shop"])  # follows nothing: the test gives it what it would have listed
+    for following in mirror.following:
+        following.synced.set()
+    for body in objects.bodies():
+        mirror._deliver("LoadBalancer", "ADDED", body)
+    sharder = Sharder(object(), mutex, mirror)  # type: ignore[arg-type]  # the objects API is replaced
     sharder._objects = objects  # type: ignore[assignment]
     return sharder
 
@@ -68,10 +69,11 @@ async def test_no_object_moves_while_the_lease_cache_is_not_proven_fresh(make_mu
     await mutex.watch.stop()  # no watch at all: nothing in the cache is known to be current
     objects = Objects({"lb0": "a", "lb1": "b"})  # labelled for members the cache does not know
 
-    await _sharder(mutex, objects)._pass(lambda: None)
+    sharder = _sharder(mutex, objects)
+    await sharder._pass(lambda: None)
 
     assert objects.written == []
-    assert objects.lists == 0, "a pass ran on a cache that proves nothing"
+    assert sharder.passes == 0, "a pass ran on a cache that proves nothing"
 
 
 async def test_a_member_the_cache_shows_expired_but_that_renewed_keeps_its_objects(

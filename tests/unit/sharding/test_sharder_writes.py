@@ -13,6 +13,7 @@ import pytest
 
 from lb_operator.mutex import HoldLost
 from lb_operator.sharding.sharder import WRITE_CONCURRENCY, Move, Sharder
+from lb_operator.sharding.streams import Mirror
 
 
 class CountingObjects:
@@ -33,7 +34,7 @@ class CountingObjects:
 
 
 def _sharder() -> tuple[Sharder, CountingObjects]:
-    sharder = Sharder(object(), None, ["shop"])  # type: ignore[arg-type]  # no API client, no mutex used
+    sharder = Sharder(object(), None, Mirror(None, []))  # type: ignore[arg-type]  # no API client, no mutex used
     objects = CountingObjects()
     sharder._objects = objects  # type: ignore[assignment]
     return sharder, objects
