@@ -68,7 +68,6 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
             context.api,
             context.mutex,
             context.settings.identity,
-            context.settings.watch_namespaces,
             context.mirror,
             context.settings.nudge_interval,
             functools.partial(_leaving, context),

@@ -9,7 +9,8 @@ scheduled and never ran, or a late write by a replica that lost the object
 fenced. Then no event ever looks like a change again, and the object is
 stranded: not handled, or handled by nobody at its generation.
 
-Every ``interval`` this lists the objects labelled for this replica and, for
+Every ``interval`` this looks at the objects labelled for this replica in
+the replica's ``Mirror`` (its own watches, not Kopf's: no LIST) and, for
 each one whose current generation no handler has reported
 (``status.observedGeneration``, which only the owner writes) or whose
 scheduled retry is overdue by a whole interval, and that was already so at
@@ -18,7 +19,7 @@ Kopf's stored state (progress and diff-base annotations; resourceVersion-
 checked): Kopf then sees the object as new and runs its handler. An object
 being deleted, with this operator's finalizer and no deletion retry
 scheduled, gets only the annotation written: Kopf runs a deletion on any
-event. In steady state every object is handled and this only lists.
+event. In steady state every object is handled and this costs no request.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from typing import Any
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from lb_operator.api import GROUP, VERSION
+from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
-from lb_operator.sharding.streams import API_TIMEOUT, TRANSIENT, list_objects
+from lb_operator.sharding.streams import API_TIMEOUT, TRANSIENT, Mirror
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +94,14 @@ class Nudger:
         self,
         api: client.ApiClient,
         identity: str,
-        namespaces: list[str],
+        mirror: Mirror,
         busy: Callable[[str], bool],
         interval: float = 30.0,
     ) -> None:
         self._objects = client.CustomObjectsApi(api)
-        self._selector = f"{SHARD_LABEL}={identity},!{DRAIN_LABEL}"
-        self._namespaces = namespaces
+        self._identity = identity
+        self._mirror = mirror
+        self._plurals = {kind.kind: kind.plural for kind in ALL_KINDS}
         self._busy = busy
         self._interval = interval
         self._suspects: set[str] = set()  # unhandled at the previous look
@@ -111,14 +113,20 @@ class Nudger:
             try:
                 await self.look()
             except TRANSIENT as error:
-                logger.info("nudge: listing failed (%s); next time", error)
+                logger.info("nudge: a write failed (%s); next time", error)
 
     async def look(self) -> None:
         """One look: nudge the objects unhandled now and at the previous look."""
+        if not self._mirror.synced():
+            return  # the view is not complete yet: look next time
         suspects: set[str] = set()
         now = datetime.datetime.now(datetime.UTC)
-        for kind, body in await list_objects(self._objects, self._namespaces, self._selector):
-            uid = str(body["metadata"]["uid"])
+        for body in self._mirror.bodies():
+            metadata = body["metadata"]
+            labels = metadata.get("labels") or {}
+            if labels.get(SHARD_LABEL) != self._identity or DRAIN_LABEL in labels:
+                continue
+            uid = str(metadata["uid"])
             neglected = (
                 unhandled(body)
                 or retry_overdue(body, now, self._interval)
@@ -128,7 +136,7 @@ class Nudger:
                 continue
             suspects.add(uid)
             if uid in self._suspects:
-                await self._nudge(kind.plural, body)
+                await self._nudge(self._plurals[str(body["kind"])], body)
         self._suspects = suspects
 
     async def _nudge(self, plural: str, body: dict[str, Any]) -> None:

@@ -41,7 +41,6 @@ class Replica:
         api: client.ApiClient,
         mutex: LeaseMutex,
         identity: str,
-        namespaces: list[str],
         mirror: Mirror,
         nudge_interval: float = 30.0,
         leaving: Callable[[Mapping[str, Any], bool], None] = lambda body, going: None,
@@ -50,7 +49,7 @@ class Replica:
         self.membership = Membership(mutex, identity)
         self.sharder = Sharder(api, mutex, mirror)
         self.drainer = Drainer(api, identity, mirror, leaving)
-        self.nudger = Nudger(api, identity, namespaces, self.drainer.busy, nudge_interval)
+        self.nudger = Nudger(api, identity, mirror, self.drainer.busy, nudge_interval)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
