@@ -52,7 +52,6 @@ from typing import Any, cast
 
 from kubernetes.aio import client, config
 from kubernetes.aio.watch import Watch
-from prometheus_client.parser import text_string_to_metric_families
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION, Kind
 from lb_operator.reconcile.engine import OBJECT_TAG
@@ -60,13 +59,12 @@ from lb_operator.settings import OperatorSettings
 from lb_operator.sharding import SHARD_LABEL
 from lb_operator.sharding.ring import owner
 from lb_operator.testing import Cluster, open_cluster
-from lb_operator.testing.cluster import REPO_ROOT
+from lb_operator.testing.cluster import REPO_ROOT, apiserver_writes
 from lb_operator.testing.fleet import fleet
 from lb_operator.testing.processes import SIMULATOR_TOKEN, is_ready
 from lb_operator.testing.replicas import ReplicaFleet, settled
 
 PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
-WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The product's own defaults: ReplicaFleet's test-speed ones (0.5 s retries, 0.5 s polls) would flatter.
 PRODUCT_DEFAULTS = {
     name: OperatorSettings.model_fields[name].default
@@ -312,25 +310,6 @@ def not_ready(found: list[dict[str, Any]], wanted: set[tuple[str, str]]) -> list
         conditions = {c["type"]: f"{c['status']}/{c.get('reason')}" for c in status.get("conditions", [])}
         lines.append(f"{o['kind']}/{o['metadata']['name']} shard={shard} {conditions}")
     return lines
-
-
-def apiserver_writes(cluster: Cluster) -> Counter[str]:
-    """``apiserver_request_total`` of the write verbs, per resource (``resource/subresource``)."""
-    raw = cluster.kubectl("get", "--raw", "/metrics", timeout=60)
-    if raw.returncode != 0:
-        raise RuntimeError(f"kubectl get --raw /metrics failed: {raw.stderr}")
-    writes: Counter[str] = Counter()
-    for family in text_string_to_metric_families(raw.stdout):
-        if family.name != "apiserver_request":  # the parser drops the counter's `_total`
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            if sample.name == "apiserver_request_total" and labels.get("verb") in WRITE_VERBS:
-                resource = labels.get("resource", "?")
-                if labels.get("subresource"):
-                    resource += f"/{labels['subresource']}"
-                writes[resource] += int(sample.value)
-    return writes
 
 
 def events_of(cluster: Cluster, namespace: str, uids: set[str]) -> tuple[int, int, Counter[str]]:

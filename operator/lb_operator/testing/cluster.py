@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from lb_operator.testing.controlplane import ControlPlane, ControlPlaneError
 
@@ -72,3 +75,25 @@ def open_cluster() -> Iterator[Cluster]:
         return
     with ControlPlane(control_plane_binaries()) as plane:
         yield Cluster(kubeconfig=plane.kubeconfig, kubectl_path=plane.kubectl_path, control_plane=plane)
+
+
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def apiserver_writes(cluster: Cluster) -> Counter[str]:
+    """``apiserver_request_total`` of the write verbs, per resource (``resource/subresource``)."""
+    raw = cluster.kubectl("get", "--raw", "/metrics", timeout=60)
+    if raw.returncode != 0:
+        raise RuntimeError(f"kubectl get --raw /metrics failed: {raw.stderr}")
+    writes: Counter[str] = Counter()
+    for family in text_string_to_metric_families(raw.stdout):
+        if family.name != "apiserver_request":  # the parser drops the counter's `_total`
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "apiserver_request_total" and labels.get("verb") in WRITE_VERBS:
+                resource = labels.get("resource", "?")
+                if labels.get("subresource"):
+                    resource += f"/{labels['subresource']}"
+                writes[resource] += int(sample.value)
+    return writes

@@ -7,8 +7,10 @@ then kills the replica that owns the most objects and shows the others take
 them over; prints a summary table; stops everything it started, also on
 Ctrl-C. The last line is machine-readable:
 ``RESULT objects=… ready=… seconds=… overlaps=… lock_waits=… takeover_s=… killed_owned=… moved=…
-events_per_object=… error_lines=…`` (``killed_owned``: the objects the killed replica owned; ``moved``: how
-many of them the survivors own now).
+events_per_object=… error_lines=… apiserver_writes_per_cloud_op=… lease_writes_per_cloud_op=…``
+(``killed_owned``: the objects the killed replica owned; ``moved``: how many of them the survivors own
+now; the write counts are ``nan`` when the API server's ``/metrics`` cannot be read, and include
+other clients' writes on a cluster the demo did not start).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any, TextIO
 from prometheus_client.parser import text_string_to_metric_families
 
 from lb_operator.sharding import SHARD_LABEL
-from lb_operator.testing.cluster import REPO_ROOT, Cluster, open_cluster
+from lb_operator.testing.cluster import REPO_ROOT, Cluster, apiserver_writes, open_cluster
 from lb_operator.testing.controlplane import free_port
 from lb_operator.testing.processes import (
     OperatorProcess,
@@ -164,6 +166,12 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
 
     killed = ""
     progress = Progress()
+    # The API server's writes over the build (all its clients': on a shared cluster, others' too).
+    try:
+        writes_before: Counter[str] | None = apiserver_writes(cluster)
+    except RuntimeError as error:  # not allowed to read /metrics
+        say(f"the API server's write counts cannot be read: {error}")
+        writes_before = None
     started = time.monotonic()
     applied = cluster.kubectl("apply", "-f", str(REPO_ROOT / "examples" / "demo"), timeout=300)
     if applied.returncode != 0:
@@ -187,6 +195,16 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
     converged = _until(all_ready, args.timeout, alive)
     seconds = time.monotonic() - started
     progress.show(f"{seconds:6.1f}s {_bar(ready, total)} Ready {ready}/{total}", final=True)
+    per_change = lease_per_change = float("nan")
+    by_resource = "not measured (/metrics of the API server could not be read)"
+    if writes_before is not None:
+        writes = apiserver_writes(cluster) - writes_before
+        mutations = simulator.stats()["mutations"]
+        # Less the demo's own creates (kubectl apply); the API server's own writes (its identity Lease,
+        # about one every 10 s) are left in: a few over the demo's build.
+        per_change = (sum(writes.values()) - total) / max(mutations, 1)
+        lease_per_change = writes["leases"] / max(mutations, 1)
+        by_resource = ", ".join(f"{resource} {n}" for resource, n in writes.most_common(6))
     acquisitions = sum(r.metric("lbop_mutex_acquisitions_total") for r in replicas.values())
     quick = sum(r.metric("lbop_mutex_wait_seconds_bucket", le="0.1") for r in replicas.values())
     lock_waits = acquisitions - quick  # an uncontended acquisition is one Lease write, well under 0.1 s
@@ -244,11 +262,14 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
         ("  of them waited > 0.1 s", f"{lock_waits:.0f} (another change of the same tree went first)"),
         ("take-over after a kill", f"{takeover:.1f}s for {REPLICAS - 1} survivors"),
         ("Events per object", f"{posted / max(total, 1):.2f}"),
+        ("API writes per cloud change", f"{per_change:.2f} (until all were Ready)"),
+        ("  of them Lease writes", f"{lease_per_change:.2f}"),
         ("ERROR lines in the logs", f"{errors}"),
     ]
     say("")
     for label, value in rows:
         say(f"  {label:32} {value}")
+    say(f"  API writes by resource: {by_resource}")
     say("")
     if cluster.control_plane is None:  # a cluster we did not start: leave it as we found it
         say("deleting the demo objects from the cluster ...")
@@ -261,7 +282,8 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
     line = (
         f"RESULT objects={total} ready={ready} seconds={seconds:.1f} overlaps={overlaps} "
         f"lock_waits={lock_waits:.0f} takeover_s={takeover:.1f} killed_owned={len(mine)} moved={moved} "
-        f"events_per_object={posted / max(total, 1):.2f} error_lines={errors}"
+        f"events_per_object={posted / max(total, 1):.2f} error_lines={errors} "
+        f"apiserver_writes_per_cloud_op={per_change:.2f} lease_writes_per_cloud_op={lease_per_change:.2f}"
     )
     return line, converged and overlaps == 0 and not math.isnan(takeover) and moved == len(mine) > 0
 

@@ -30,6 +30,10 @@ def test_the_demo_runs_to_its_summary_with_no_overlaps_and_a_take_over(crds: Clu
     assert result.startswith("RESULT "), result
     assert fields["objects"] == fields["ready"] == "130", result
     assert fields["overlaps"] == "0", result
+    # The write counts were measured (nan when not), and the locks wrote Leases.
+    assert float(fields["apiserver_writes_per_cloud_op"]) > float(fields["lease_writes_per_cloud_op"]) > 0, (
+        result
+    )
     # The killed replica owned objects, and every one of them moved to a survivor: a take-over happened.
     assert int(fields["killed_owned"]) > 0, result
     assert fields["moved"] == fields["killed_owned"], result
