@@ -46,6 +46,7 @@ from kubernetes.aio.client.exceptions import ApiException
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.mutex import HoldLost, LeaseMutex, LockTimeout, lease_name
 from lb_operator.mutex.leases import Missing, Unavailable
+from lb_operator.mutex.records import parse_resource_version
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
 from lb_operator.sharding.members import MEMBER_PREFIX, live_members
 from lb_operator.sharding.ring import owner
@@ -60,6 +61,8 @@ BATCH_WINDOW = 0.1
 WRITE_CONCURRENCY = 10
 """Label writes in flight at once in a pass: a replica's crash moves all its objects in one pass."""
 STALE_RECHECK = 0.5
+UNREAD_RETRY = 1.0
+"""Seconds before a pass looks again at an object whose write was refused and whose fresh read failed."""
 """Seconds between looks at the Lease cache while it is not proven fresh (no API request is made)."""
 _FOREVER = 10 * 365 * 24 * 3600.0
 
@@ -176,6 +179,7 @@ class Sharder:
             next_expiry: float | None = None
             while True:
                 check()
+                changes.clear()  # before deciding: news that comes during the pass wakes the next wait
                 if self._dirty.is_set() or self._owed or not self._fresh() or self._members_changed():
                     self._dirty.clear()
                     try:
@@ -187,7 +191,6 @@ class Sharder:
                         continue
                 else:  # only renewals: no pass, but the first expiry moved
                     next_expiry = min(live_members(self._mutex.watch).values(), default=None)
-                changes.clear()
                 await self._until_news(changes, next_expiry)
         finally:
             self._mutex.watch.unlisten(changes)
@@ -269,7 +272,11 @@ class Sharder:
             shard = (body["metadata"].get("labels") or {}).get(SHARD_LABEL)
             if shard in members:
                 metrics.OBJECTS.labels(member=shard).inc()
-        return min(members.values(), default=None)
+        expiry = min(members.values(), default=None)
+        if self._owed:  # a write found our view behind and the object could not be read: again soon
+            soon = loop.time() + UNREAD_RETRY
+            return soon if expiry is None else min(expiry, soon)
+        return expiry
 
     async def _still_alive(self, seeming_gone: set[str]) -> dict[str, float]:
         """Of the members that seem gone but still own objects, those a fresh read shows alive (→ expiry).
@@ -339,8 +346,8 @@ class Sharder:
             )
         except ApiException as error:
             if error.status in (404, 409):
-                await self._refresh(move)  # changed or gone since our view of it: look again
-                self._dirty.set()
+                if await self._refresh(move):  # changed or gone since our view of it: look again
+                    self._dirty.set()
                 return
             raise
         self._remember(move, written)
@@ -349,14 +356,26 @@ class Sharder:
         metrics.MOVES.labels(how=kind).inc()
 
     def _view(self) -> list[Body]:
-        """The mirror's objects, with what this sharder learned since (its writes' answers, fresh reads)."""
+        """The mirror's objects, with what this sharder learned since that is newer (its writes' answers,
+        fresh reads); what the mirror has caught up with, or no longer holds, is forgotten."""
         bodies: list[Body] = []
+        present = set()
         for body in self._mirror.bodies():
             uid = uid_of(body)
+            present.add(uid)
             if uid not in self._newer:
                 bodies.append(body)
-            elif (newer := self._newer[uid]) is not None:
+                continue
+            newer = self._newer[uid]
+            if newer is None:
+                continue  # a fresh read found it gone; the mirror's DELETED is on its way
+            if _version(newer) > _version(body):
                 bodies.append(newer)
+            else:  # the mirror caught up (its event came before our write's answer was seen)
+                del self._newer[uid]
+                bodies.append(body)
+        for uid in [uid for uid in self._newer if uid not in present]:
+            del self._newer[uid]
         return bodies
 
     def _remember(self, move: Move, written: object) -> None:
@@ -366,8 +385,11 @@ class Sharder:
             self._newer[move.uid] = written
             self._shapes[move.uid] = _placement(written)  # its echo from the mirror is no news: no pass
 
-    async def _refresh(self, move: Move) -> None:
-        """Read one object afresh after a write found our view of it behind (so the next pass is right)."""
+    async def _refresh(self, move: Move) -> bool:
+        """Read one object afresh after a write found our view of it behind (so the next pass is right).
+
+        ``False`` when it could not be read: the pass asks to look again after ``UNREAD_RETRY``.
+        """
         self.refreshes += 1
         try:
             body = await self._objects.get_namespaced_custom_object(
@@ -376,16 +398,28 @@ class Sharder:
         except ApiException as error:
             if error.status == 404 and move.uid:
                 self._newer[move.uid] = None
-            return  # anything else: the mirror will bring the news
+                return True
+            self._owed = True  # could not read it: look again a little later, not at once
+            return False
         except TRANSIENT:
-            return
-        if isinstance(body, dict) and move.uid and uid_of(body) == move.uid:
-            body.setdefault("kind", move.kind)
-            self._newer[move.uid] = body
+            self._owed = True
+            return False
+        if not move.uid or not isinstance(body, dict):
+            return True
+        if uid_of(body) != move.uid:
+            self._newer[move.uid] = None  # deleted and made again under the same name: ours is gone
+            return True
+        body.setdefault("kind", move.kind)
+        self._newer[move.uid] = body
+        return True
 
 
 def uid_of(body: Body) -> str:
     return str(body["metadata"]["uid"])
+
+
+def _version(body: Body) -> int:
+    return parse_resource_version(str(body["metadata"]["resourceVersion"]))
 
 
 def _placement(body: Body) -> tuple[Any, ...]:

@@ -77,6 +77,15 @@ OnEvent = Callable[[str, dict[str, Any]], None]
 LIST_PAGE = 500
 """Objects per LIST page when a follower (re)lists: the API server never builds one huge answer."""
 
+RELIST_INTERVAL = 15 * 60.0
+"""Seconds after which a follower lists again although nothing asked for it: an event the API server
+never sent (no 410 to say so) is then corrected within this bound. Cheap next to a LIST per stream."""
+
+EARLY_END = 1.0
+"""A stream that ends with nothing within this many seconds is taken for broken (a proxy that refuses
+long requests), and retried with back-off. A quiet stream cut later by an idle timeout is not broken:
+it is resumed where it was."""
+
 
 @dataclass
 class Following:
@@ -107,11 +116,12 @@ async def follow_forever(
     resourceVersion; a stream the server ends (every ``WATCH_SECONDS``) or
     that broke is resumed from the last resourceVersion seen — bookmarks
     keep it current — so nothing is delivered twice and nothing is missed.
-    Only when the server no longer has that version (410 Gone) does it list
-    again: objects gone meanwhile are delivered as ``DELETED`` and ``on_gap``
-    is called. A stream still open at ``WATCH_SILENCE`` is a half-open
-    connection: cut and resumed. One that ends at once with nothing counts as
-    broken (back-off, no sign of life). ``health`` is told of every sign of
+    It lists again when the server no longer has that version (410 Gone), and
+    every ``RELIST_INTERVAL`` in any case: objects gone meanwhile are
+    delivered as ``DELETED`` and ``on_gap`` is called. A stream still open at
+    ``WATCH_SILENCE`` is a half-open connection: cut and resumed. One that
+    ends within ``EARLY_END`` with nothing counts as broken (back-off, no
+    sign of life). ``health`` is told of every sign of
     life under ``name`` (what the follower is for) with the plural and namespace.
     """
     name = f"{name or 'watch'} {plural} {namespace or '*'}"
@@ -119,6 +129,7 @@ async def follow_forever(
     following = following if following is not None else Following()
     known: dict[str, dict[str, Any]] = {}  # uid → the object as last delivered (for DELETED after a relist)
     version: str | None = None  # where the next stream resumes; None: list first
+    listed_at = 0.0
     pause = 0.05
     loop = asyncio.get_running_loop()
     if health is not None:
@@ -130,8 +141,11 @@ async def follow_forever(
     try:
         while True:
             try:
+                if version is not None and loop.time() - listed_at > RELIST_INTERVAL:
+                    version = None  # a routine look at everything: corrects what no event told
                 if version is None:
                     version = await _relist(listing, scope, plural, label_selector, known, on_event)
+                    listed_at = loop.time()
                     following.lists += 1
                     if following.synced.is_set():
                         on_gap()  # a second list: what was missed in between was just delivered
@@ -169,7 +183,7 @@ async def follow_forever(
                             known[uid] = body
                         following.events += 1
                         on_event(kind, body)
-                if not delivered and loop.time() - opened < WATCH_SECONDS / 2:
+                if not delivered and loop.time() - opened < min(EARLY_END, WATCH_SECONDS / 2):
                     # Ended at once with nothing (a proxy cutting long requests): not a working watch.
                     raise aiohttp.ClientPayloadError("the watch stream ended at once with nothing")
                 if health is not None:

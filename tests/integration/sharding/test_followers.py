@@ -53,8 +53,12 @@ async def test_a_follower_lists_once_and_resumes_each_stream_where_the_last_ende
             GROUP, VERSION, namespace, "loadbalancers", "a", {"metadata": {"labels": {"x": "1"}}}
         )
         await until("the change", lambda: ("MODIFIED", "a") in seen)
+        streams_then = following.streams
+        await until("two more streams", lambda: following.streams >= streams_then + 2)
         await objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, "loadbalancers", "b")
         await until("the deletion", lambda: ("DELETED", "b") in seen)
+        streams_then = following.streams
+        await until("two more streams", lambda: following.streams >= streams_then + 2)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

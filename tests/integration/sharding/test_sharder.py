@@ -21,7 +21,7 @@ from lb_operator.sharding.streams import Mirror
 from lb_operator.testing import Cluster
 
 
-async def test_renewals_cost_no_pass_and_the_view_costs_one_list_per_kind(
+async def test_renewals_cost_no_pass_a_join_does_and_the_view_costs_one_list_per_kind(
     crds: Cluster, api: client.ApiClient, namespace: str
 ) -> None:
     objects = client.CustomObjectsApi(api)
@@ -70,6 +70,14 @@ async def test_renewals_cost_no_pass_and_the_view_costs_one_list_per_kind(
 
             assert sharder.passes == passes, "renewals of a member that stays a member caused passes"
             assert sharder.lists == len(ALL_KINDS), "a pass listed objects instead of using its view"
+
+            # A member joining is news, though no object changed.
+            other = Membership(mutex, "other")
+            other.start()
+            try:
+                await until("a pass for the member that joined", lambda: sharder.passes > passes)
+            finally:
+                await other.stop()
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
