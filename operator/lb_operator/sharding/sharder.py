@@ -61,9 +61,9 @@ BATCH_WINDOW = 0.1
 WRITE_CONCURRENCY = 10
 """Label writes in flight at once in a pass: a replica's crash moves all its objects in one pass."""
 STALE_RECHECK = 0.5
+"""Seconds between looks at the Lease cache while it is not proven fresh (no API request is made)."""
 UNREAD_RETRY = 1.0
 """Seconds before a pass looks again at an object whose write was refused and whose fresh read failed."""
-"""Seconds between looks at the Lease cache while it is not proven fresh (no API request is made)."""
 _FOREVER = 10 * 365 * 24 * 3600.0
 
 
