@@ -145,7 +145,7 @@ class Sharder:
 
     @property
     def lists(self) -> int:
-        """LIST requests behind the sharder's view (the mirror's: one per kind at start, one after a 410)."""
+        """LIST requests behind the sharder's view (the mirror's: one per kind at start, one per relist)."""
         return self._mirror.lists
 
     async def run(self) -> None:

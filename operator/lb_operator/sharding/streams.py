@@ -265,7 +265,8 @@ class Mirror:
     The sharder (while elected), the drains and the parent wake-ups all
     listen here instead of each opening watches of their own, so a replica
     runs at most one watch per kind and namespace besides Kopf's, and lists
-    each once when it starts (again only after a 410). Listeners are called
+    each once when it starts (again after a 410, and every
+    ``RELIST_INTERVAL``). Listeners are called
     synchronously on the event loop, in the order of the events of one
     kind; one that raises is logged and the rest still hear.
     """
@@ -287,12 +288,8 @@ class Mirror:
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
-    def kinds(self) -> list[str]:
-        return list(self._views)
-
-    @property
     def lists(self) -> int:
-        """LIST requests made so far (one per kind and namespace at the start, one more after each 410)."""
+        """LIST requests made so far (one per kind and namespace at the start, then one per relist)."""
         return sum(following.lists for following in self.following)
 
     def synced(self) -> bool:
