@@ -199,7 +199,9 @@ async def _holder(api: client.ApiClient, key: str) -> str | None:
 async def test_a_hung_cloud_request_ends_with_the_attempt_and_releases_the_lock(
     crds: Cluster, ns: str, simulator: Simulator, logs: Path, api: client.ApiClient
 ) -> None:
-    operator = Operator(crds, simulator, logs / "operator.log", ns, handler_timeout=3)
+    # The retry comes 5 s after the attempt ended (not the harness's 0.5 s): until then the lock must be
+    # free. With 0.5 s the retry had, on a loaded machine, taken the lock again before the test looked.
+    operator = Operator(crds, simulator, logs / "operator.log", ns, handler_timeout=3, retry_delay=5)
     try:
         manifests = fleet(ns, 1, 0, 0)
         await asyncio.to_thread(apply, crds, manifests)
