@@ -12,6 +12,7 @@ import asyncio
 import copy
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Passed:
+    """A lease one task of this process passed to the next waiting one, unreleased (``pass_within``)."""
+
+    obj: dict[str, Any]  # the newest version of the lease we know
+    renewed_at: float  # when its last successful write was sent (loop time)
+    taken_at: float  # when this process took it from the API server (loop time)
+    passes: int  # how many times it has been passed since
+
+
 class Hold:
     """The caller's proof of holding lock ``key``; leave its ``async with`` block to release it.
 
@@ -33,7 +44,11 @@ class Hold:
     lease: resource versions are comparable integers (Kubernetes ≥ 1.35), so
     tokens strictly increase per key across every holder ever — also across
     a Lease the sweeper deleted and a later holder re-created, where
-    ``leaseTransitions`` would start again.
+    ``leaseTransitions`` would start again. A hold passed from one task of
+    this process to the next (``MutexSettings.pass_within``) was not written
+    for: it keeps the token of the lease's newest version, so tokens order
+    the processes that held a key; within one process, ``(fencing_token,
+    passes)`` orders the tasks.
 
     States: *held* → *lost* (renewals failed past the renew deadline, or the
     lease was taken or deleted) and/or *released* (the block exited). Only
@@ -47,20 +62,26 @@ class Hold:
         obj: dict[str, Any],
         sent_at: float,
         on_done: Callable[[], None],
+        *,
+        taken_at: float | None = None,
+        passes: int = 0,
     ) -> None:
+        """``sent_at``: when the lease's last write was sent; ``taken_at``, ``passes``: see ``Passed``."""
         record = LeaseRecord.from_object(obj)
         self.key = key
         self.lease_name = record.name
         self.fencing_token = record.version
         self.transitions = record.transitions
+        self.passes = passes
         self._mutex = mutex
         self._settings = mutex.settings
         self._kind = key_kind(key)
         self._object = obj  # the newest version of our lease we know: each renewal carries it
         self._renewed_at = sent_at  # when the last successful write was *sent*: the conservative bound
-        self._acquired_at = sent_at
-        self._retry = self._settings.retry_initial
         self._loop = asyncio.get_running_loop()
+        self._acquired_at = sent_at if taken_at is None else self._loop.time()
+        self._taken_at = sent_at if taken_at is None else taken_at
+        self._retry = self._settings.retry_initial
         self._task = asyncio.current_task()
         self._lost: str | None = None
         self._cancelled_task = False
@@ -197,11 +218,27 @@ class Hold:
         task = asyncio.create_task(self._release(), name=f"release {self.lease_name}")
         await asyncio.shield(task)
 
+    def passed(self) -> Passed | None:
+        """What the next local task may hold without a write, if this hold may be passed on; else None.
+
+        Only a hold that is not lost, whose renewal is not overdue (its
+        successor renews it in time), and whose lease this process took less
+        than ``pass_within`` ago.
+        """
+        now = self._loop.time()
+        if (
+            self._lost is not None
+            or now - self._taken_at >= self._settings.pass_within
+            or now - self._renewed_at >= self._settings.renew_interval
+        ):
+            return None
+        return Passed(self._object, self._renewed_at, self._taken_at, self.passes + 1)
+
     async def _release(self) -> None:
         try:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
-            if self._lost is None:
+            if self._lost is None and not self._mutex.pass_on(self):
                 await self._mutex.clear_holder(self.key, self._object, self.transitions)
         finally:
             metrics.HOLD_SECONDS.labels(kind=self._kind).observe(self._loop.time() - self._acquired_at)

@@ -17,7 +17,11 @@ and hands out no fencing token. This lock:
   aborts at once on cancellation, never leaving a lease held by a caller who
   gave up;
 - renews while held and stops the guarded task when the hold may have
-  lapsed (``HoldLost``).
+  lapsed (``HoldLost``);
+- optionally (``MutexSettings.pass_within``) passes a held lease from one
+  task of the process straight to the next one queued for it, with no
+  write, so a burst of changes to one tree costs one acquire and one
+  release, not one of each per change.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from kubernetes.aio import client
 from lb_operator.mutex import metrics
 from lb_operator.mutex.contender import Attempt, Contender
 from lb_operator.mutex.errors import LockTimeout
-from lb_operator.mutex.hold import Hold
+from lb_operator.mutex.hold import Hold, Passed
 from lb_operator.mutex.leases import Conflict, LeaseAPI, LeaseCalls, Missing, Unavailable
 from lb_operator.mutex.records import key_kind, lease_name, micro_time
 from lb_operator.mutex.settings import MutexSettings
@@ -70,6 +74,7 @@ class _LocalQueue:
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
+    passed: Passed | None = None  # a lease released by the last holder to whoever takes ``lock`` next
 
 
 class LeaseMutex:
@@ -245,6 +250,11 @@ class LeaseMutex:
                 raise LockTimeout(
                     key, self.identity, loop.time() - started, "queued behind local tasks"
                 ) from None
+            passed, queue.passed = queue.passed, None
+            if passed is not None:
+                hold = self._hold_passed(key, passed, started)
+                if hold is not None:
+                    return hold
             contender = Contender(self, key, started, deadline, owner, on_wait, wait=wait)
             hold = await contender.run()
             return hold
@@ -260,6 +270,42 @@ class LeaseMutex:
                     self.release_local(key)
                 else:
                     self._clean_up_in_doubt(key, contender.in_doubt)
+
+    def pass_on(self, hold: Hold) -> bool:
+        """Called by a releasing ``hold``: pass its lease to the next task queued for it; True if done.
+
+        Nothing is written: the lease stays ours, and the next holder's
+        renewer carries on. Not when nobody waits, when ``pass_within`` has
+        run out (a process that stays busy must let others in), or when the
+        hold may not be passed (``Hold.passed``).
+        """
+        queue = self._queues.get(hold.lease_name)
+        if self.settings.pass_within <= 0 or queue is None or queue.users <= 1:
+            return False
+        passed = hold.passed()
+        if passed is None:
+            return False
+        queue.passed = passed
+        return True
+
+    def _hold_passed(self, key: str, passed: Passed, started: float) -> Hold | None:
+        """The hold of a lease passed to us; None if it may have lapsed since (then we contend)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - passed.renewed_at >= self.settings.renew_deadline:
+            return None  # the predecessor's task kept the loop too long: the lease may be gone
+        kind = key_kind(key)
+        metrics.ACQUISITIONS.labels(kind=kind).inc()
+        metrics.WAIT_SECONDS.labels(kind=kind).observe(loop.time() - started)
+        metrics.HANDOVERS.labels(kind=kind, how="passed").inc()
+        return Hold(
+            self,
+            key,
+            passed.obj,
+            passed.renewed_at,
+            lambda: self.release_local(key),
+            taken_at=passed.taken_at,
+            passes=passed.passes,
+        )
 
     def _clean_up_in_doubt(self, key: str, attempt: Attempt) -> None:
         """Our acquiring write may have landed although we gave up: clear exactly that write.
@@ -290,9 +336,19 @@ class LeaseMutex:
             queue.users -= 1
             if queue.users <= 0:
                 del self._queues[name]
+                if queue.passed is not None:  # passed to a task that gave up waiting: release it now
+                    self._release_passed(key, queue.passed)
                 idle = self._idle.pop(name, None)
                 if idle is not None:
                     idle.set()
+
+    def _release_passed(self, key: str, passed: Passed) -> None:
+        transitions = int(passed.obj.get("spec", {}).get("leaseTransitions") or 0)
+        task = asyncio.create_task(
+            self.clear_holder(key, passed.obj, transitions), name=f"release {lease_name(key)}"
+        )
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     def release_local(self, key: str) -> None:
         queue = self._queues.get(lease_name(key))

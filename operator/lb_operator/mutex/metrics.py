@@ -28,7 +28,8 @@ LOST_HOLDS = Counter(
 )
 HANDOVERS = Counter(
     "lbop_mutex_handovers",
-    "Acquisitions of a lease another holder had: 'released' it, or left it to 'expire'.",
+    "Acquisitions of a lease another holder had: 'released' it, left it to 'expire', or 'passed' it "
+    "on from a task of this process without a write.",
     ["kind", "how"],
 )
 API_REQUESTS = Counter("lbop_mutex_api_requests", "Requests to the Lease API.", ["kind", "verb"])

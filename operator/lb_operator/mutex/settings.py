@@ -57,6 +57,15 @@ class MutexSettings(BaseModel):
         gt=0,
         description="Seconds: bound on releasing a lease on exit; past it the lease expires by itself.",
     )
+    pass_within: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds after a process took a lease from the API server during which a task of "
+        "that process that releases it passes it straight to the next task of the process waiting for "
+        "the same key, with no write; past it, or with nobody waiting, the lease is released (written). "
+        "0 (the default): every hold is released. Bounds how long other processes wait behind one busy "
+        "process.",
+    )
     sweep_interval: float = Field(
         default=60.0, gt=0, description="Seconds between sweeps for idle lock Leases."
     )
