@@ -18,7 +18,7 @@ from lb_operator.handlers.runtime import close_context, open_context
 from lb_operator.reconcile.engine import Context
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
-from lb_operator.sharding import SHARD_LABEL
+from lb_operator.sharding import FINALIZER, SHARD_LABEL
 from lb_operator.sharding.replica import Replica
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ silent for ``watching.inactivity_timeout`` (70 s: the server sends a bookmark ev
 
 
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.loggers = False  # Events are our own (kopf.event), one per cause; never log lines

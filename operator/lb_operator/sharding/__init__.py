@@ -16,4 +16,8 @@ SHARD_LABEL = "lboperator.dev/shard"
 DRAIN_LABEL = "lboperator.dev/drain"
 """Set by the sharder on an object moving away from a live owner; the owner removes both labels."""
 
-__all__ = ["DRAIN_LABEL", "SHARD_LABEL"]
+FINALIZER = "lboperator.dev/finalizer"
+"""Kopf's finalizer on every object (``settings.persistence.finalizer``). The sharder puts it on with an
+object's first shard label, in the same write, which saves Kopf a write of its own."""
+
+__all__ = ["DRAIN_LABEL", "FINALIZER", "SHARD_LABEL"]

@@ -35,7 +35,7 @@ from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
-from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
+from lb_operator.sharding import DRAIN_LABEL, FINALIZER, SHARD_LABEL
 from lb_operator.sharding.streams import API_TIMEOUT, TRANSIENT, Mirror
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 NUDGE_ANNOTATION = "lboperator.dev/nudged-at"
 KOPF_STATE = (f"{GROUP}/reconcile", f"{GROUP}/last-handled-configuration")
 """Kopf's progress of the change handler (id ``reconcile``) and its diff-base: removed by a nudge."""
-FINALIZER = f"{GROUP}/finalizer"
 
 
 def unhandled(body: dict[str, Any]) -> bool:

@@ -47,7 +47,7 @@ from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.mutex import HoldLost, LeaseMutex, LockTimeout, lease_name
 from lb_operator.mutex.leases import Missing, Unavailable
 from lb_operator.mutex.records import parse_resource_version
-from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL, metrics
+from lb_operator.sharding import DRAIN_LABEL, FINALIZER, SHARD_LABEL, metrics
 from lb_operator.sharding.members import MEMBER_PREFIX, live_members
 from lb_operator.sharding.ring import owner
 from lb_operator.sharding.roots import Body, root_of
@@ -69,7 +69,8 @@ _FOREVER = 10 * 365 * 24 * 3600.0
 
 @dataclass(frozen=True)
 class Move:
-    """One label write a pass decided on: ``shard`` (``None``: unchanged) and ``drain`` (``None``: remove)."""
+    """One label write a pass decided on: ``shard`` (``None``: unchanged) and ``drain`` (``None``: remove);
+    ``finalizers``: the object's finalizers with ``FINALIZER`` added (``None``: unchanged)."""
 
     plural: str
     namespace: str
@@ -78,6 +79,7 @@ class Move:
     labels: dict[str, str | None]
     uid: str = ""
     kind: str = ""
+    finalizers: list[str] | None = None
 
 
 def plan(bodies: list[Body], members: set[str]) -> list[Move]:
@@ -105,6 +107,12 @@ def plan(bodies: list[Body], members: set[str]) -> list[Move]:
         elif current == wanted and draining:
             change = {DRAIN_LABEL: None}
         if change is not None:
+            finalizers = list(metadata.get("finalizers") or [])
+            add_finalizer = (
+                SHARD_LABEL in change
+                and FINALIZER not in finalizers
+                and not metadata.get("deletionTimestamp")
+            )
             moves.append(
                 Move(
                     plurals[body["kind"]],
@@ -114,6 +122,7 @@ def plan(bodies: list[Body], members: set[str]) -> list[Move]:
                     change,
                     str(metadata.get("uid", "")),
                     body["kind"],
+                    [*finalizers, FINALIZER] if add_finalizer else None,
                 )
             )
     return moves
@@ -332,7 +341,11 @@ class Sharder:
             raise failed
 
     async def _write(self, move: Move) -> None:
-        body = {"metadata": {"resourceVersion": move.resource_version, "labels": move.labels}}
+        metadata: dict[str, Any] = {"resourceVersion": move.resource_version, "labels": move.labels}
+        if move.finalizers is not None:
+            # The whole list, as a merge patch replaces lists: safe under the resourceVersion precondition.
+            metadata["finalizers"] = move.finalizers
+        body = {"metadata": metadata}
         try:
             written = await self._objects.patch_namespaced_custom_object(
                 GROUP,

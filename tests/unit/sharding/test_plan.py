@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
+from lb_operator.sharding import DRAIN_LABEL, FINALIZER, SHARD_LABEL
 from lb_operator.sharding.ring import owner
 from lb_operator.sharding.sharder import plan
 
@@ -65,3 +65,19 @@ def test_only_what_can_move_an_object_calls_for_a_pass() -> None:
     assert _placement(with_status) == _placement(base)
     assert _placement(relabelled) != _placement(base)
     assert _placement(reparented) != _placement(base)
+
+
+def test_an_object_gets_kopfs_finalizer_with_its_first_owner_in_the_same_write() -> None:
+    body = lb("web")
+    body["metadata"]["finalizers"] = ["someone.else/finalizer"]
+    [move] = plan([body], MEMBERS)
+    assert move.finalizers == ["someone.else/finalizer", FINALIZER]  # the whole list: a merge patch
+
+
+def test_a_finalizer_already_there_or_an_object_being_deleted_gets_none() -> None:
+    there = lb("web", **{SHARD_LABEL: "gone"})
+    there["metadata"]["finalizers"] = [FINALIZER]
+    deleting = lb("web")
+    deleting["metadata"]["deletionTimestamp"] = "2026-12-03T08:00:00Z"
+    drained = lb("web", **{SHARD_LABEL: OTHER})
+    assert [move.finalizers for move in plan([there, deleting, drained], MEMBERS)] == [None, None, None]
