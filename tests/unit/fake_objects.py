@@ -71,7 +71,7 @@ class FakeObjects:
         body = self.bodies.get((kind, namespace, name))
         return Resource.from_body(copy.deepcopy(body)) if body is not None else None
 
-    async def patch_status(self, obj: Resource, resource_version: str, status: Mapping[str, Any]) -> None:
+    async def patch_status(self, obj: Resource, resource_version: str, status: Mapping[str, Any]) -> str:
         if self.unreachable:
             self.unreachable -= 1
             raise aiohttp.ClientConnectionError("the API server could not be reached")
@@ -86,6 +86,7 @@ class FakeObjects:
         body["status"] = {**(body.get("status") or {}), **copy.deepcopy(dict(status))}
         self.put(body)
         self.status_writes.append((key, dict(status)))
+        return str(self.bodies[key]["metadata"]["resourceVersion"])
 
 
 def _key(body: Mapping[str, Any]) -> Key:

@@ -10,6 +10,7 @@ fences status writes on the resourceVersion as the API server does.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -20,7 +21,9 @@ from prometheus_client import REGISTRY
 
 from lb_operator.cloud import Busy, Unauthorized
 from lb_operator.handlers import changes, drift
+from lb_operator.reconcile import engine
 from lb_operator.reconcile.engine import Context, DeadlineExceeded, Outcome, ParentNotReady
+from lb_operator.reconcile.parents import ParentWatch
 from lb_operator.reconcile.resources import Resource
 from lb_operator.settings import OperatorSettings
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
@@ -176,6 +179,64 @@ async def test_a_child_of_a_parent_named_by_uuid_backs_off_instead_of_looking_5_
     with pytest.raises(kopf.TemporaryError) as raised:
         await changes.reconcile(_stored_body(objects, objects.put(_body())), 3, memo)
     assert raised.value.delay == changes.PARENT_RETRY, "a watched parent wakes its child: no back-off"
+
+
+class Awaited:
+    """An adapter whose parent is not Ready until ``ready`` is set; then the object is in sync (no lock)."""
+
+    kind = "LoadBalancer"
+    ref = ("LoadBalancer", "shop", "parent")
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.looks = 0
+
+    def parent_ref(self, obj: Any) -> tuple[str, str, str]:
+        return self.ref
+
+    async def parent(self, ctx: Context, obj: Any) -> None:
+        self.looks += 1
+        if not self.ready:
+            raise ParentNotReady("load balancer parent is not Ready")
+
+    async def find(self, ctx: Context, obj: Any, parent: Any) -> object:
+        return object()
+
+    def changes(self, obj: Any, current: Any) -> None:
+        return None
+
+    def outcome(self, obj: Any, current: Any, parent: Any) -> Outcome:
+        return Outcome(status={}, ready=True, reason="Reconciled", message="in sync")
+
+
+async def test_a_child_says_it_waits_for_its_parent_and_waits_on_in_the_same_attempt(
+    objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    awaited = Awaited()
+    monkeypatch.setitem(changes.ADAPTERS, "LoadBalancer", awaited)
+    monkeypatch.setattr(engine, "PARENT_FIRST_WAIT", 0.05)
+    memo = _memo(objects)
+    parents = memo["context"].parents = ParentWatch(mirror=object())  # type: ignore[arg-type]  # woken by hand
+    stored = objects.put(_body())
+
+    write = objects.patch_status
+
+    async def parent_ready_once_said(obj: Resource, version: str, status: dict[str, Any]) -> str:
+        # Once the child has said it waits, the parent turns Ready and its watch wakes the child.
+        written = await write(obj, version, status)
+        awaited.ready = True
+        parents.wake(Awaited.ref)
+        return written
+
+    monkeypatch.setattr(objects, "patch_status", parent_ready_once_said)
+    async with asyncio.timeout(5):
+        await changes.reconcile(_stored_body(objects, stored), 0, memo)  # no TemporaryError: no retry
+    reasons = [
+        next(c["reason"] for c in written["conditions"] if c["type"] == "Ready")
+        for _, written in objects.status_writes
+    ]
+    assert reasons == ["ParentNotReady", "Reconciled"]
+    assert objects.refused == 0, "the second write was fenced on a version the first had made stale"
 
 
 def _checked(

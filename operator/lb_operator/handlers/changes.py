@@ -94,8 +94,24 @@ async def reconcile(body: Mapping[str, Any], retry: int, memo: kopf.Memo, *, res
 
 async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, counted: _Counted) -> None:
     ctx: Context = memo["context"]
+    latest = obj  # the object as this attempt last wrote it: what its next status write is fenced on
+
+    async def waiting(error: ParentNotReady) -> None:
+        # Normal waiting, said in status while the attempt waits on: INFO logs, no Event. NoLongerOurs
+        # (the write showed the object is not ours) ends the attempt.
+        nonlocal latest
+        problem = (False, "ParentNotReady", str(error))
+        try:
+            latest = await status.publish(
+                ctx, obj, status.stanza(latest, ready=problem, synced=problem), latest
+            )
+        except KUBERNETES_TRANSIENT as failure:
+            logger.info("%s: status not written (%s); waiting on", obj.ref, failure)
+
     try:
-        outcome = await engine.reconcile(ADAPTERS[obj.kind], ctx, obj, deadline(ctx), resync=resync)
+        outcome = await engine.reconcile(
+            ADAPTERS[obj.kind], ctx, obj, deadline(ctx), resync=resync, waiting=None if resync else waiting
+        )
     except NoLongerOurs as error:
         counted.outcome = "NoLongerOurs"
         logger.info("%s", error)
@@ -104,15 +120,15 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
         counted.outcome = "ParentNotReady"
         # Normal waiting: the condition says what it waits for; INFO logs, no Event (nothing to act on).
         problem = (False, "ParentNotReady", str(error))
-        if await _report(ctx, obj, ready=problem, synced=problem) is not Reported.NOT_OURS:
+        if await _report(ctx, latest, ready=problem, synced=problem) is not Reported.NOT_OURS:
             delay = PARENT_RETRY if error.watched else backoff(ctx, retry)
             raise kopf.TemporaryError(str(error), delay=delay) from None
         return
     except ForeignCloudObject as error:
         counted.outcome = "Conflict"
         problem = (False, "Conflict", str(error))
-        event = None if obj.reason("Ready") == "Conflict" else ("Warning", "Conflict")
-        if await _report(ctx, obj, ready=problem, synced=problem, event=event) is not Reported.NOT_OURS:
+        event = None if latest.reason("Ready") == "Conflict" else ("Warning", "Conflict")
+        if await _report(ctx, latest, ready=problem, synced=problem, event=event) is not Reported.NOT_OURS:
             if event is not None:
                 logger.warning("%s: %s", obj.ref, error)
             raise kopf.TemporaryError(str(error), delay=ctx.settings.retry_delay_max) from None
@@ -120,7 +136,9 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
     except Invalid as error:
         counted.outcome = "CloudRejected"
         problem = (False, "CloudRejected", str(error))
-        reported = await _report(ctx, obj, ready=problem, synced=problem, event=("Warning", "CloudRejected"))
+        reported = await _report(
+            ctx, latest, ready=problem, synced=problem, event=("Warning", "CloudRejected")
+        )
         if reported is Reported.UNWRITTEN:  # the rejection must reach the status: look again
             raise kopf.TemporaryError(str(error), delay=backoff(ctx, retry)) from None
         if reported is Reported.WRITTEN:
@@ -128,9 +146,11 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
         return
     except (CloudError, LockTimeout, HoldLost, DeadlineExceeded, *KUBERNETES_TRANSIENT) as error:
         reason = counted.outcome = transient_reason(error)
-        repeated = obj.reason("Synced") == reason  # once per cause: a retry of the same problem stays quiet
+        repeated = (
+            latest.reason("Synced") == reason
+        )  # once per cause: a retry of the same problem stays quiet
         event = None if repeated else ("Warning", reason)
-        reported = await _report(ctx, obj, ready=None, synced=(False, reason, str(error)), event=event)
+        reported = await _report(ctx, latest, ready=None, synced=(False, reason, str(error)), event=event)
         if reported is not Reported.NOT_OURS:
             if not repeated:
                 logger.warning("%s: %s", obj.ref, error)
@@ -141,15 +161,15 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
         message = f"unexpected {type(error).__name__}: {error}; retrying"
         logger.error("%s: %s", obj.ref, message, exc_info=error)
         synced = (False, "UnexpectedError", message)
-        reported = await _report(ctx, obj, ready=None, synced=synced, event=("Warning", "UnexpectedError"))
+        reported = await _report(ctx, latest, ready=None, synced=synced, event=("Warning", "UnexpectedError"))
         if reported is not Reported.NOT_OURS:
             raise kopf.TemporaryError(message, delay=backoff(ctx, retry)) from None
         return
     counted.outcome = "Ready" if outcome.ready else outcome.reason
-    degraded = outcome.reason == "Degraded" and obj.reason("Ready") != "Degraded"  # once: when it turns so
+    degraded = outcome.reason == "Degraded" and latest.reason("Ready") != "Degraded"  # once: when it turns so
     reported = await _report(
         ctx,
-        obj,
+        latest,
         ready=(outcome.ready, outcome.reason, outcome.message),
         synced=(True, "Reconciled", "the last reconciliation succeeded"),
         fields=outcome.status,

@@ -14,6 +14,7 @@ A status equal to what is there is not written at all.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Mapping
 from typing import Any
@@ -75,8 +76,9 @@ async def publish(
     basis: Resource,
     *,
     prove_if_unchanged: bool = False,
-) -> None:
-    """Merge ``status`` into ``obj``'s status, fenced on ``basis`` (a read that proved ownership).
+) -> Resource:
+    """Merge ``status`` into ``obj``'s status, fenced on ``basis`` (a read that proved ownership); return
+    the object as it is now (status and resourceVersion): the basis of a later write in the same attempt.
 
     ``NoLongerOurs`` when the object, read again after a refusal, is gone,
     being deleted, owned by another replica or at another generation.
@@ -90,11 +92,11 @@ async def publish(
         if unchanged(status, current):
             if prove_if_unchanged:
                 await prove(ctx, obj)
-            return
+            return dataclasses.replace(obj, status=dict(current), resource_version=version)
         try:
-            await ctx.resources.patch_status(obj, version, status)
+            version = await ctx.resources.patch_status(obj, version, status)
             await ctx.wrote(obj, "status")  # journaled once taken: a refused (fenced) write is no write
-            return
+            return dataclasses.replace(obj, status={**current, **status}, resource_version=version)
         except VersionConflict:
             now = await ctx.resources.get(obj.kind, obj.namespace, obj.name)
         except LookupError:

@@ -285,17 +285,30 @@ def _check(held: Hold | None) -> None:
         held.check()
 
 
+WaitingHook = Callable[[ParentNotReady], Awaitable[None]]
+"""Told once, ``PARENT_FIRST_WAIT`` into a wait for the parent, that the attempt goes on waiting (to say so
+in status); it may raise ``NoLongerOurs`` to end the attempt."""
+
+
 async def reconcile(
-    adapter: Adapter[C], ctx: Context, obj: Resource, deadline: float, *, resync: bool = False
+    adapter: Adapter[C],
+    ctx: Context,
+    obj: Resource,
+    deadline: float,
+    *,
+    resync: bool = False,
+    waiting: WaitingHook | None = None,
 ) -> Outcome:
     """Make the cloud match ``obj``; return what to write to its status.
 
     ``resync``: a periodic drift check; whatever it has to change is drift,
-    and is reported as ``DriftCorrected``.
+    and is reported as ``DriftCorrected``. ``waiting``: see ``WaitingHook``;
+    without it, an object not yet reporting ``ParentNotReady`` gives up after
+    ``PARENT_FIRST_WAIT``, so that its handler can say so.
     """
     try:
         async with asyncio.timeout_at(deadline):
-            parent = await _parent(adapter, ctx, obj, deadline)
+            parent = await _parent(adapter, ctx, obj, deadline, waiting)
             current = await adapter.find(ctx, obj, parent)
     except TimeoutError:
         raise DeadlineExceeded("reading the cloud") from None
@@ -306,24 +319,39 @@ async def reconcile(
         return await _change(adapter, ctx, obj, parent, held, deadline, resync)
 
 
-async def _parent(adapter: Adapter[C], ctx: Context, obj: Resource, deadline: float) -> Parent | None:
+async def _parent(
+    adapter: Adapter[C], ctx: Context, obj: Resource, deadline: float, waiting: WaitingHook | None
+) -> Parent | None:
     """The parent; if it is not Ready, wait (woken by its watch) for part of the attempt, then give up.
 
-    An object that does not report ``ParentNotReady`` yet waits only
-    ``PARENT_FIRST_WAIT``, so a person soon sees what it waits for.
+    An object not yet reporting ``ParentNotReady`` says so after
+    ``PARENT_FIRST_WAIT``, so a person soon sees what it waits for: through
+    ``waiting``, which lets the attempt wait on (no retry: Kopf's retry costs
+    a write of its progress, and the next attempt reads everything again), or
+    without it by giving up that early.
     """
-    # The first time, wait briefly (most parents of a bulk apply are Ready within it), then say so in
-    # status; from the next attempt on, wait longer, woken by the parent's watch.
     ref = adapter.parent_ref(obj)
-    patience = PARENT_WAIT if obj.reason("Ready") == "ParentNotReady" else PARENT_FIRST_WAIT
+    told = obj.reason("Ready") == "ParentNotReady"
+    patience = PARENT_WAIT if told or waiting is not None else PARENT_FIRST_WAIT
     loop = asyncio.get_running_loop()
     give_up = loop.time() + min(patience, (deadline - loop.time()) / 2)
+    tell_at = None if told or waiting is None else loop.time() + PARENT_FIRST_WAIT
     while True:
         with ctx.parents.expecting(ref) as changed:
             try:
                 return await adapter.parent(ctx, obj)
-            except ParentNotReady:
-                if changed is None or obj.uid in ctx.leaving or not await until_set(changed, give_up):
+            except ParentNotReady as error:
+                if changed is None or obj.uid in ctx.leaving:
+                    raise
+                if tell_at is not None and waiting is not None:
+                    if await until_set(changed, min(tell_at, give_up)):
+                        continue  # the parent changed: look again
+                    tell_at = None
+                    if loop.time() >= give_up:
+                        raise
+                    await waiting(error)
+                    continue  # look again (it may have changed while we wrote), then wait on
+                if not await until_set(changed, give_up):
                     raise
 
 

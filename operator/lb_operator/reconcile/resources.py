@@ -96,15 +96,16 @@ class ResourceAPI:
         assert isinstance(body, dict), f"a custom object is a JSON object, got {type(body).__name__}"
         return Resource.from_body(body)
 
-    async def patch_status(self, obj: Resource, resource_version: str, status: Mapping[str, Any]) -> None:
-        """Merge ``status`` into the object's status if it is still at ``resource_version``.
+    async def patch_status(self, obj: Resource, resource_version: str, status: Mapping[str, Any]) -> str:
+        """Merge ``status`` into the object's status if it is still at ``resource_version``; return the
+        resourceVersion it has now.
 
         ``VersionConflict`` if it changed since (anything: labels, spec, another
         status write); ``LookupError`` if it is gone.
         """
         body = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
         try:
-            await self._objects.patch_namespaced_custom_object_status(
+            written = await self._objects.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 obj.namespace,
@@ -120,3 +121,5 @@ class ResourceAPI:
             if error.status == 404:
                 raise LookupError(f"{obj.ref} is gone") from None
             raise
+        assert isinstance(written, dict), f"a custom object is a JSON object, got {type(written).__name__}"
+        return str(written["metadata"]["resourceVersion"])
