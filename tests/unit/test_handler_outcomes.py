@@ -11,6 +11,7 @@ fences status writes on the resourceVersion as the API server does.
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 import aiohttp
@@ -237,6 +238,39 @@ async def test_a_child_says_it_waits_for_its_parent_and_waits_on_in_the_same_att
     ]
     assert reasons == ["ParentNotReady", "Reconciled"]
     assert objects.refused == 0, "the second write was fenced on a version the first had made stale"
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "timeout", "not ours"])
+async def test_a_child_whose_waiting_could_not_be_said_waits_on_or_ends_quietly_if_not_ours(
+    failure: str, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    awaited = Awaited()
+    monkeypatch.setitem(changes.ADAPTERS, "LoadBalancer", awaited)
+    monkeypatch.setattr(engine, "PARENT_FIRST_WAIT", 0.05)
+    memo = _memo(objects)
+    parents = memo["context"].parents = ParentWatch(mirror=object())  # type: ignore[arg-type]  # woken by hand
+    stored = objects.put(_body())
+    write = objects.patch_status
+
+    async def first_write_fails(obj: Resource, version: str, status: dict[str, Any]) -> str:
+        monkeypatch.setattr(objects, "patch_status", write)
+        awaited.ready = True
+        parents.wake(Awaited.ref)
+        if failure == "not ours":  # another replica has it now: the write is refused, the read says why
+            body = copy.deepcopy(_stored_body(objects, stored))
+            body["metadata"]["labels"] = {SHARD_LABEL: "replica-b"}
+            objects.put(body)
+            return await write(obj, version, status)
+        raise aiohttp.ClientConnectionError("refused") if failure == "unreachable" else TimeoutError()
+
+    monkeypatch.setattr(objects, "patch_status", first_write_fails)
+    async with asyncio.timeout(5):
+        await changes.reconcile(_stored_body(objects, stored), 0, memo)  # neither raises: no retry
+    reasons = [
+        next(c["reason"] for c in written["conditions"] if c["type"] == "Ready")
+        for _, written in objects.status_writes
+    ]
+    assert reasons == ([] if failure == "not ours" else ["Reconciled"])
 
 
 def _checked(

@@ -105,8 +105,10 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
             latest = await status.publish(
                 ctx, obj, status.stanza(latest, ready=problem, synced=problem), latest
             )
-        except KUBERNETES_TRANSIENT as failure:
-            logger.info("%s: status not written (%s); waiting on", obj.ref, failure)
+        except (*KUBERNETES_TRANSIENT, TimeoutError) as failure:  # TimeoutError: the request's own bound
+            logger.info(
+                "%s: status not written (%s); waiting on", obj.ref, str(failure) or type(failure).__name__
+            )
 
     try:
         outcome = await engine.reconcile(

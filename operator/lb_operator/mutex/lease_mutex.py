@@ -141,8 +141,11 @@ class LeaseMutex:
         self._sweeper = None
         for task in tasks:
             task.cancel()
-        # In-doubt cleanups are bounded by the release timeout: let them finish.
-        await asyncio.gather(*tasks, *self._cleanups, return_exceptions=True)
+        # In-doubt cleanups and releases of passed leases are bounded by the release timeout: let them
+        # finish, also those that tasks leaving meanwhile start.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        while self._cleanups:
+            await asyncio.gather(*list(self._cleanups), return_exceptions=True)
         await self.watch.stop()
 
     def is_busy(self, key_or_name: str) -> bool:
@@ -252,9 +255,12 @@ class LeaseMutex:
                 ) from None
             passed, queue.passed = queue.passed, None
             if passed is not None:
-                hold = self._hold_passed(key, passed, started)
+                hold = self._hold_passed(key, passed, started) if loop.time() < deadline else None
                 if hold is not None:
                     return hold
+                # Too late (our deadline passed, or the lease may have lapsed): give it back, so that a
+                # contender that times out below does not leave it named ours and unrenewed.
+                self._release_passed(key, passed)
             contender = Contender(self, key, started, deadline, owner, on_wait, wait=wait)
             hold = await contender.run()
             return hold

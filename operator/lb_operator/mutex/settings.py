@@ -63,8 +63,9 @@ class MutexSettings(BaseModel):
         description="Seconds after a process took a lease from the API server during which a task of "
         "that process that releases it passes it straight to the next task of the process waiting for "
         "the same key, with no write; past it, or with nobody waiting, the lease is released (written). "
-        "0 (the default): every hold is released. Bounds how long other processes wait behind one busy "
-        "process.",
+        "0 (the default): every hold is released. It ends one run of passes; it does not make the lock "
+        "fair across processes: a process whose queue stays busy may take the lease again from its own "
+        "cache before another process has seen the release (as without passing).",
     )
     sweep_interval: float = Field(
         default=60.0, gt=0, description="Seconds between sweeps for idle lock Leases."

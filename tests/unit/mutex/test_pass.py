@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import pytest
 from fake_leases import FakeLeases, MakeMutex, until
 
 from lb_operator.mutex import HoldLost, HoldReleased, LockTimeout, MutexSettings, lease_name
-from lb_operator.mutex.hold import Hold
+from lb_operator.mutex.hold import Hold, Passed
 
 
 @pytest.fixture
@@ -51,18 +52,21 @@ async def test_the_lease_is_renewed_across_passes_and_never_lost(
     loop = asyncio.get_running_loop()
     name = lease_name("lb/long")
     renewed_at: list[str] = []
+    passes: list[int] = []
 
     async def section() -> None:
         async with mutex.hold("lb/long", deadline=loop.time() + 10) as held:
             await asyncio.sleep(passing.renew_interval * 0.6)
             held.check()
             renewed_at.append(fake.objects[name]["spec"]["renewTime"])
+            passes.append(held.passes)
 
     tasks = []
     for _ in range(4):  # 2.4 renew intervals in all, beyond the renew deadline of one hold
         tasks.append(asyncio.create_task(section()))
         await asyncio.sleep(0)
     await asyncio.gather(*tasks)
+    assert passes == [0, 1, 2, 3]  # one lease, passed on: only the renewers wrote to it
     assert len(set(renewed_at)) >= 2, f"never renewed while passed on: {renewed_at}"
     assert fake.objects[name]["spec"]["holderIdentity"] is None
 
@@ -169,3 +173,40 @@ async def test_without_pass_within_every_hold_is_released(
     tasks = [asyncio.create_task(section()) for _ in range(3)]
     assert await asyncio.gather(*tasks) == [0, 0, 0]
     assert fake.ledger.requests["update"] == 2 * 3 - 1
+
+
+async def test_a_hold_whose_renewal_is_overdue_is_not_passed_on(
+    make_mutex: MakeMutex, fake: FakeLeases, passing: MutexSettings
+) -> None:
+    mutex = make_mutex(settings=passing)
+    loop = asyncio.get_running_loop()
+    renewing = asyncio.Event()
+
+    async def following() -> int:
+        async with mutex.hold("lb/overdue", deadline=loop.time() + 10) as held:
+            return held.passes
+
+    async def renewal_hangs() -> None:
+        renewing.set()
+        await asyncio.sleep(passing.renew_interval)
+
+    async with mutex.hold("lb/overdue", deadline=loop.time() + 10):
+        fake.before["update"].append(renewal_hangs)  # the renewal due after renew_interval does not come back
+        queued = asyncio.create_task(following())
+        await renewing.wait()
+        await asyncio.sleep(passing.renew_interval * 0.2)  # overdue now, and before the renew deadline
+    assert await queued == 0, "an overdue hold was passed on: its successor might not renew in time"
+
+
+async def test_a_lease_passed_too_late_is_given_back_not_used(
+    make_mutex: MakeMutex, fake: FakeLeases, passing: MutexSettings
+) -> None:
+    mutex = make_mutex(settings=passing)
+    loop = asyncio.get_running_loop()
+    name = lease_name("lb/late")
+    async with mutex.hold("lb/late", deadline=loop.time() + 10) as held:
+        obj = copy.deepcopy(fake.objects[name])
+    # A pass whose last renewal lies a renew deadline back (its giver's task kept the loop that long):
+    late = Passed(obj, loop.time() - passing.renew_deadline, loop.time() - passing.renew_deadline, 1)
+    assert mutex._hold_passed("lb/late", late, loop.time()) is None
+    assert held.passes == 0

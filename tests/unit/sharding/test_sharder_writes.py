@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from lb_operator.mutex import HoldLost
+from lb_operator.sharding import FINALIZER, SHARD_LABEL
 from lb_operator.sharding.sharder import WRITE_CONCURRENCY, Move, Sharder
 from lb_operator.sharding.streams import Mirror
 
@@ -21,8 +22,10 @@ class CountingObjects:
         self.in_flight = 0
         self.most = 0
         self.written: list[str] = []
+        self.bodies: list[Any] = []
 
     async def patch_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> None:
+        self.bodies.append(args[5])
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
         try:
@@ -62,3 +65,16 @@ async def test_a_sharder_that_lost_its_lock_writes_nothing_more() -> None:
     with pytest.raises(HoldLost):
         await sharder._write_all(_moves(5 * WRITE_CONCURRENCY), check)
     assert len(objects.written) <= WRITE_CONCURRENCY, "it went on writing after the lock was lost"
+
+
+async def test_a_first_assignment_sends_kopfs_finalizer_in_the_same_write() -> None:
+    sharder, objects = _sharder()
+    finalizers = ["someone.else/finalizer", FINALIZER]
+    first = Move("loadbalancers", "shop", "lb0", "1", {SHARD_LABEL: "b"}, finalizers=finalizers)
+    await sharder._write_all([first, *_moves(1)], lambda: None)
+    assert objects.bodies[0]["metadata"] == {
+        "resourceVersion": "1",
+        "labels": {SHARD_LABEL: "b"},
+        "finalizers": finalizers,
+    }
+    assert "finalizers" not in objects.bodies[1]["metadata"]  # no finalizer change: none sent
