@@ -148,9 +148,8 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
         return
     except (CloudError, LockTimeout, HoldLost, DeadlineExceeded, *KUBERNETES_TRANSIENT) as error:
         reason = counted.outcome = transient_reason(error)
-        repeated = (
-            latest.reason("Synced") == reason
-        )  # once per cause: a retry of the same problem stays quiet
+        # Once per cause: a retry of the same problem stays quiet.
+        repeated = latest.reason("Synced") == reason
         event = None if repeated else ("Warning", reason)
         reported = await _report(ctx, latest, ready=None, synced=(False, reason, str(error)), event=event)
         if reported is not Reported.NOT_OURS:

@@ -282,8 +282,8 @@ class LeaseMutex:
 
         Nothing is written: the lease stays ours, and the next holder's
         renewer carries on. Not when nobody waits, when ``pass_within`` has
-        run out (a process that stays busy must let others in), or when the
-        hold may not be passed (``Hold.passed``).
+        run out (other processes get a chance), or when the hold may not be
+        passed (``Hold.passed``).
         """
         queue = self._queues.get(hold.lease_name)
         if self.settings.pass_within <= 0 or queue is None or queue.users <= 1:
