@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -210,54 +211,67 @@ class Awaited:
         return Outcome(status={}, ready=True, reason="Reconciled", message="in sync")
 
 
-async def test_a_child_says_it_waits_for_its_parent_and_waits_on_in_the_same_attempt(
-    objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@dataclass
+class WaitingChild:
+    """A LoadBalancer handled with the ``Awaited`` adapter; its parent's watch is woken by the test."""
+
+    awaited: Awaited
+    memo: kopf.Memo
+    parents: ParentWatch
+    stored: Resource
+
+    def parent_gets_ready(self) -> None:
+        self.awaited.ready = True
+        self.parents.wake(Awaited.ref)
+
+
+@pytest.fixture
+def child(objects: FakeObjects, monkeypatch: pytest.MonkeyPatch) -> WaitingChild:
     awaited = Awaited()
     monkeypatch.setitem(changes.ADAPTERS, "LoadBalancer", awaited)
     monkeypatch.setattr(engine, "PARENT_FIRST_WAIT", 0.05)
     memo = _memo(objects)
     parents = memo["context"].parents = ParentWatch(mirror=object())  # type: ignore[arg-type]  # woken by hand
-    stored = objects.put(_body())
+    return WaitingChild(awaited, memo, parents, objects.put(_body()))
 
+
+def _ready_reasons(objects: FakeObjects) -> list[str]:
+    """The Ready reason of each status write that landed, in order."""
+    return [
+        next(c["reason"] for c in written["conditions"] if c["type"] == "Ready")
+        for _, written in objects.status_writes
+    ]
+
+
+async def test_a_child_says_it_waits_for_its_parent_and_waits_on_in_the_same_attempt(
+    child: WaitingChild, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write = objects.patch_status
 
     async def parent_ready_once_said(obj: Resource, version: str, status: dict[str, Any]) -> str:
         # Once the child has said it waits, the parent turns Ready and its watch wakes the child.
         written = await write(obj, version, status)
-        awaited.ready = True
-        parents.wake(Awaited.ref)
+        child.parent_gets_ready()
         return written
 
     monkeypatch.setattr(objects, "patch_status", parent_ready_once_said)
     async with asyncio.timeout(5):
-        await changes.reconcile(_stored_body(objects, stored), 0, memo)  # no TemporaryError: no retry
-    reasons = [
-        next(c["reason"] for c in written["conditions"] if c["type"] == "Ready")
-        for _, written in objects.status_writes
-    ]
-    assert reasons == ["ParentNotReady", "Reconciled"]
+        await changes.reconcile(_stored_body(objects, child.stored), 0, child.memo)  # no TemporaryError
+    assert _ready_reasons(objects) == ["ParentNotReady", "Reconciled"]
     assert objects.refused == 0, "the second write was fenced on a version the first had made stale"
 
 
 @pytest.mark.parametrize("failure", ["unreachable", "timeout", "not ours"])
 async def test_a_child_whose_waiting_could_not_be_said_waits_on_or_ends_quietly_if_not_ours(
-    failure: str, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
+    failure: str, child: WaitingChild, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    awaited = Awaited()
-    monkeypatch.setitem(changes.ADAPTERS, "LoadBalancer", awaited)
-    monkeypatch.setattr(engine, "PARENT_FIRST_WAIT", 0.05)
-    memo = _memo(objects)
-    parents = memo["context"].parents = ParentWatch(mirror=object())  # type: ignore[arg-type]  # woken by hand
-    stored = objects.put(_body())
     write = objects.patch_status
 
     async def first_write_fails(obj: Resource, version: str, status: dict[str, Any]) -> str:
         monkeypatch.setattr(objects, "patch_status", write)
-        awaited.ready = True
-        parents.wake(Awaited.ref)
+        child.parent_gets_ready()
         if failure == "not ours":  # another replica has it now: the write is refused, the read says why
-            body = copy.deepcopy(_stored_body(objects, stored))
+            body = copy.deepcopy(_stored_body(objects, child.stored))
             body["metadata"]["labels"] = {SHARD_LABEL: "replica-b"}
             objects.put(body)
             return await write(obj, version, status)
@@ -265,12 +279,8 @@ async def test_a_child_whose_waiting_could_not_be_said_waits_on_or_ends_quietly_
 
     monkeypatch.setattr(objects, "patch_status", first_write_fails)
     async with asyncio.timeout(5):
-        await changes.reconcile(_stored_body(objects, stored), 0, memo)  # neither raises: no retry
-    reasons = [
-        next(c["reason"] for c in written["conditions"] if c["type"] == "Ready")
-        for _, written in objects.status_writes
-    ]
-    assert reasons == ([] if failure == "not ours" else ["Reconciled"])
+        await changes.reconcile(_stored_body(objects, child.stored), 0, child.memo)  # no retry either
+    assert _ready_reasons(objects) == ([] if failure == "not ours" else ["Reconciled"])
 
 
 def _checked(
