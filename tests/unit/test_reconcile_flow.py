@@ -223,6 +223,14 @@ async def test_an_object_never_made_is_created_not_reported_as_drift(flow: Flow)
     assert [reason for _, reason, _ in flow.events] == ["Created"]
 
 
+async def test_a_load_balancer_created_is_an_event_a_child_created_is_not(flow: Flow) -> None:
+    await flow.running_lb()
+    pool_spec = {"loadBalancerRef": {"name": "web"}, "algorithm": "round_robin", "protocol": "tcp"}
+    made = await flow.reconcile(resource("LoadBalancerPool", "p", pool_spec))
+    assert made.status["uuid"]
+    assert [(name, reason) for name, reason, _ in flow.events] == [("web", "Created")]
+
+
 async def test_an_object_gone_from_the_cloud_is_re_created_and_reported_as_drift(flow: Flow) -> None:
     lb = await flow.running_lb()
     await flow.cloud.delete_load_balancer(str(lb.status["uuid"]))

@@ -11,7 +11,7 @@ import kopf
 from aiohttp import web
 
 from lb_operator.api import GROUP
-from lb_operator.handlers import metrics
+from lb_operator.handlers import bookkeeping, metrics
 from lb_operator.handlers.events import post_event
 from lb_operator.handlers.journal import Journal
 from lb_operator.handlers.runtime import close_context, open_context
@@ -33,8 +33,8 @@ silent for ``watching.inactivity_timeout`` (70 s: the server sends a bookmark ev
 
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.persistence.progress_storage = bookkeeping.UnmarkedProgress()
+    settings.persistence.diffbase_storage = bookkeeping.HandledInStatus()  # no write of its own
     settings.posting.loggers = False  # Events are our own (kopf.event), one per cause; never log lines
     settings.peering.standalone = True  # active-active replicas: Kopf peering would freeze equal peers
     settings.watching.server_timeout = WATCH_SECONDS

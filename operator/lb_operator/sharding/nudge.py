@@ -1,13 +1,14 @@
 """A safety net for objects no handler will look at again: make Kopf see them as new.
 
-Why: Kopf runs a handler only for a watch event that shows a change against
-the state it stored on the object (its diff-base and progress annotations).
-That state can be wrong for the replica that owns the object now: an event
-missed across an API-server restart (no 410, so no relist), a retry Kopf
-scheduled and never ran, or a late write by a replica that lost the object
-(frozen, cut off) — Kopf's own patches carry no precondition and cannot be
-fenced. Then no event ever looks like a change again, and the object is
-stranded: not handled, or handled by nobody at its generation.
+Why: Kopf runs a handler only on a watch event (for an object whose status
+does not say it was handled at its generation: ``handlers.bookkeeping``),
+and retries as the progress it stored on the object says. That can fail
+the replica that owns the object now: an event missed across an API-server
+restart (no 410, so no relist), a retry Kopf scheduled and never ran, or a
+late progress write by a replica that lost the object (frozen, cut off) —
+Kopf's own patches carry no precondition and cannot be fenced. Then no
+event comes again, and the object is stranded: not handled, or handled by
+nobody at its generation.
 
 Every ``interval`` this looks at the objects labelled for this replica in
 the replica's ``Mirror`` (its own watches, not Kopf's: no LIST) and, for
@@ -15,8 +16,9 @@ each one whose current generation no handler has reported
 (``status.observedGeneration``, which only the owner writes) or whose
 scheduled retry is overdue by a whole interval, and that was already so at
 the previous look with no handler of this replica running on it, removes
-Kopf's stored state (progress and diff-base annotations; resourceVersion-
-checked): Kopf then sees the object as new and runs its handler. An object
+Kopf's stored state (its progress, and the diff-base annotation that
+versions before ``handlers.bookkeeping`` wrote; resourceVersion-checked)
+and writes an annotation: Kopf then sees the event and runs its handler. An object
 being deleted, with this operator's finalizer and no deletion retry
 scheduled, gets only the annotation written: Kopf runs a deletion on any
 event. In steady state every object is handled and this costs no request.
@@ -42,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 NUDGE_ANNOTATION = "lboperator.dev/nudged-at"
 KOPF_STATE = (f"{GROUP}/reconcile", f"{GROUP}/last-handled-configuration")
-"""Kopf's progress of the change handler (id ``reconcile``) and its diff-base: removed by a nudge."""
+"""Kopf's progress of the change handler (id ``reconcile``) and its diff-base of older versions: removed by
+a nudge."""
 
 
 def unhandled(body: dict[str, Any]) -> bool:

@@ -126,6 +126,8 @@ def test_an_object_kopf_was_told_is_handled_but_is_not_is_brought_back_and_handl
     # Before: a write that changed the spec and, with it, Kopf's diff-base (as a replica that lost the
     # object writes late) left Kopf seeing no change; the nudger's annotation was ignored too (Kopf leaves
     # its own prefix out of the diff). The object stayed at its old generation in the cloud for good.
+    # Since Kopf's diff-base is read from the fenced status (handlers.bookkeeping), such a late write is
+    # ignored: the new generation is handled at once, with no nudge.
     operator = Operator(crds, simulator, logs / "operator.log", ns, nudge_interval=1, resync_interval=1)
     try:
         manifests = fleet(ns, 1, 1, 1)
