@@ -232,7 +232,8 @@ def child(objects: FakeObjects, monkeypatch: pytest.MonkeyPatch) -> WaitingChild
     monkeypatch.setattr(engine, "PARENT_FIRST_WAIT", 0.05)
     memo = _memo(objects)
     parents = memo["context"].parents = ParentWatch(mirror=object())  # type: ignore[arg-type]  # woken by hand
-    return WaitingChild(awaited, memo, parents, objects.put(_body()))
+    made_before = {**_body(), "status": {"conditions": [], "uuid": "cloud-1"}}  # in sync: no lock to take
+    return WaitingChild(awaited, memo, parents, objects.put(made_before))
 
 
 def _ready_reasons(objects: FakeObjects) -> list[str]:

@@ -430,3 +430,32 @@ async def test_a_deletion_waits_for_a_creation_under_way_and_deletes_what_it_mad
             with pytest.raises(Busy):
                 await creating
             assert slow.stats()["objects"]["load_balancers"] == 0, "a load balancer outlived its object"
+
+
+async def test_a_new_child_reads_the_cloud_once_at_once_before_its_change(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: a new pool was looked up outside the lock, then again under it, then its load balancer was
+    # read, one request after the other: three cloud round trips, two of them under the tree's lock,
+    # before the one change. Now: its lookup and the load balancer's read go together, under the lock.
+    await flow.running_lb()
+    rounds: list[list[str]] = []  # requests grouped by overlap: each group is one round trip
+    in_flight: list[str] = []
+    send = flow.cloud._request
+
+    async def recorded(what: str, *args: Any, **kwargs: Any) -> Any:
+        if not in_flight:
+            rounds.append([])
+        rounds[-1].append(what)
+        in_flight.append(what)
+        try:
+            return await send(what, *args, **kwargs)
+        finally:
+            in_flight.remove(what)
+
+    monkeypatch.setattr(flow.cloud, "_request", recorded)
+    pool_spec = {"loadBalancerRef": {"name": "web"}, "algorithm": "round_robin", "protocol": "tcp"}
+    made = await flow.reconcile(resource("LoadBalancerPool", "p", pool_spec))
+
+    assert made.ready
+    assert [sorted(r) for r in rounds] == [["get load balancer", "list pools"], ["create pool"]], rounds

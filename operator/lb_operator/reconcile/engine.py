@@ -6,18 +6,23 @@
 2. Read the cloud object and compare it with the spec. A cloud object named
    by ``status.uuid`` is this object's only if its UID tag says so (or it has
    none): another object's is never touched (``ForeignCloudObject``).
-3. In sync → return the status; no lock is taken (readers never pay for writers).
+3. In sync → return the status; no lock is taken (readers never pay for
+   writers). An object never made (no ``status.uuid``) skips this read: it
+   is looked up by its tag under the lock anyway.
 4. Otherwise, under the Lease of the tree's key (``family_key``: the
    LoadBalancer object's UID, which exists before the cloud load balancer
-   does, so its creation is locked too): read the cloud again (another
-   replica may have done the work meanwhile), wait while the cloud says the
-   load balancer is ``changing``, then **prove ownership** — read the object
-   afresh and check that it still exists with this UID, is labelled for this
-   replica, is not being deleted and is at the generation this attempt
-   works on (``prove``; else ``NoLongerOurs``) — then ``held.check()``, and
-   only then mutate. A replica that was frozen or cut off while another took
-   its objects over can therefore never write an older spec over a newer
-   one, or re-create what was deleted meanwhile.
+   does, so its creation is locked too), three reads at once (under the
+   lock they are the time between one change of the tree and the next):
+   the cloud object again (another replica may have done the work
+   meanwhile), the load balancer (never mutate while the cloud says it is
+   ``changing``: then it is waited for and the other two reads repeated),
+   and the **proof of ownership** — the object read afresh: it still exists
+   with this UID, is labelled for this replica, is not being deleted and is
+   at the generation this attempt works on (``prove``; else
+   ``NoLongerOurs``). Then ``held.check()``, and only then mutate. A
+   replica that was frozen or cut off while another took its objects over
+   can therefore never write an older spec over a newer one, or re-create
+   what was deleted meanwhile.
 5. A new load balancer is waited for under the lock until it is ``running``;
    a mutation whose answer never came, or came as a 5xx (a gateway may
    answer 502/504 for a change the cloud applied), may still be applied, so
@@ -309,7 +314,8 @@ async def reconcile(
     try:
         async with asyncio.timeout_at(deadline):
             parent = await _parent(adapter, ctx, obj, deadline, waiting)
-            current = await adapter.find(ctx, obj, parent)
+            # Never made, to our knowledge: straight to the lock, where it is looked up by its tag anyway.
+            current = await adapter.find(ctx, obj, parent) if obj.status.get("uuid") else None
     except TimeoutError:
         raise DeadlineExceeded("reading the cloud") from None
     if current is not None and adapter.changes(obj, current) is None:
@@ -403,14 +409,11 @@ async def _change(
     """Under the lock: read again, wait for the load balancer to settle, prove ownership, mutate, report."""
     try:
         async with asyncio.timeout_at(deadline):
-            current = await adapter.find(ctx, obj, parent)  # another replica may have done it meanwhile
+            looked = await _look_under_lock(adapter, ctx, obj, parent)
+            current, basis = looked[0], looked[1]
             changes = adapter.changes(obj, current) if current is not None else None
             if current is not None and changes is None:
                 return adapter.outcome(obj, current, parent)
-            load_balancer = _load_balancer_of(parent, current)
-            if load_balancer is not None:
-                await until_settled(ctx, load_balancer)  # never mutate while the cloud says `changing`
-            basis = await prove(ctx, obj)
     except TimeoutError:
         raise DeadlineExceeded("waiting for the load balancer to stop changing") from None
 
@@ -454,6 +457,55 @@ async def _change(
     else:
         outcome = adapter.outcome(obj, current, parent)
     return dataclasses.replace(outcome, basis=basis)
+
+
+async def _look_under_lock(
+    adapter: Adapter[C], ctx: Context, obj: Resource, parent: Parent | None
+) -> tuple[C | None, Resource]:
+    """Under the lock: the cloud object (another replica may have made the change meanwhile), read once
+    the load balancer is not ``changing`` (never mutate while it is), and the proof of ownership.
+
+    The three reads go at once: under the lock they are the time between one
+    change of the tree and the next. Should the load balancer be ``changing``,
+    it is waited for, and the object read and proven again after: what the
+    change under way did counts, and the proof stays the last read before the
+    mutation.
+    """
+    load_balancer = parent.load_balancer if parent is not None else None
+    if load_balancer is None:  # the load balancer itself: its own read says whether it is changing
+        current, basis = await _together(adapter.find(ctx, obj, parent), prove(ctx, obj))
+        if not (isinstance(current, LoadBalancer) and current.status == "changing"):
+            return current, basis
+        await until_settled(ctx, current.uuid)
+    else:
+        current, settled, basis = await _together(
+            adapter.find(ctx, obj, parent), _settled_now(ctx, load_balancer), prove(ctx, obj)
+        )
+        if settled:
+            return current, basis
+        await until_settled(ctx, load_balancer)
+    again: tuple[C | None, Resource] = await _together(adapter.find(ctx, obj, parent), prove(ctx, obj))
+    return again
+
+
+async def _settled_now(ctx: Context, load_balancer: str) -> bool:
+    """One read: whether the load balancer is not ``changing`` (or gone: the mutation will say so)."""
+    try:
+        return (await ctx.cloud.get_load_balancer(load_balancer)).status != "changing"
+    except NotFound:
+        return True
+
+
+async def _together(*reads: Awaitable[Any]) -> Any:
+    """The results of ``reads``, run at once; the first error cancels the others and propagates as it is."""
+    tasks = [asyncio.ensure_future(read) for read in reads]
+    try:
+        return tuple(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def might_be_applied(error: BaseException) -> bool:
