@@ -416,11 +416,14 @@ def until_serving(
     whether that replica's Kopf watch is running and the sharder labels for
     it. So: one probe LoadBalancer per replica, named so that each hashes to
     a different member (without sharding every replica handles the one
-    probe), and wait until every probe is Ready, every replica's pid is in
-    the handler journal, and (sharding) every probe is labelled with the
-    member it hashes to. The probes stay (Ready, idle): every counter is
-    read after they are Ready, and only the workload's objects are waited
-    for and have their Events counted.
+    probe), wait until every probe is Ready and (sharding) labelled with the
+    member it hashes to, then change every probe's spec and wait until each
+    is Ready at its new generation with every replica's pid in the handler
+    journal for a write of it (an object that moved at rest runs no handler
+    on its new owner: only a new generation proves the owner serves). The
+    probes stay (Ready, idle): every counter is read after they are Ready,
+    and only the workload's objects are waited for and have their Events
+    counted.
     """
     members = sorted(replicas.replicas)
     names = probe_names(replicas.namespace, members, sharding)
@@ -436,17 +439,30 @@ def until_serving(
     asyncio.run(create_all(cluster, probes, 4))
     pids = {replica.process.pid for replica in replicas.replicas.values()}
     deadline = time.monotonic() + within
+    touched = False
     while True:
         check_alive(replicas, logs)
         seen = set()
         if replicas.journal.exists():
             for line in replicas.journal.read_text().splitlines():
                 with contextlib.suppress(ValueError):  # a line being written
-                    seen.add(json.loads(line)["pid"])
+                    entry = json.loads(line)
+                    if entry["event"] == "write" and entry.get("generation", 0) >= 2:
+                        seen.add(entry["pid"])
         found = objects(cluster, replicas.namespace)
         ready = {o["metadata"]["name"] for o in found if ready_now(o)}
-        if pids <= seen and set(names) <= ready and (not sharding or settled(found, set(members))):
-            return
+        if set(names) <= ready and (not sharding or settled(found, set(members))):
+            if touched and pids <= seen:
+                return
+            if not touched:
+                for name in names:
+                    change = json.dumps({"spec": {"tags": {"probe": "serving"}}})
+                    patched = cluster.kubectl(
+                        "patch", "lb", name, "-n", replicas.namespace, "--type=merge", "-p", change
+                    )
+                    if patched.returncode != 0:
+                        raise RuntimeError(f"cannot change probe {name}: {patched.stderr}")
+                touched = True
         if time.monotonic() >= deadline:
             raise TimeoutError(
                 f"replicas not serving after {within}s: handled by {len(seen & pids)}/{len(pids)} replicas, "

@@ -15,7 +15,10 @@ watches resumed from their resourceVersion), so a pass costs no API request
 but its writes. A pass runs when an object comes,
 goes or changes what its placement depends on, when the set of members
 changes (a join, a leave — not a renewal: renewals only move the next
-predicted expiry), and at that expiry.
+predicted expiry), and at that expiry. A pass writes at most
+``PASS_WRITES`` labels, load balancers first, then pools, then the rest: a
+burst of new objects is labelled in short passes, each taking the newest
+roots first.
 
 Who is alive is judged from the mutex's Lease cache, which a stalled watch
 would leave stale: every member would seem expired. So a pass runs only
@@ -59,7 +62,13 @@ SHARDER_KEY = "sharder"
 BATCH_WINDOW = 0.1
 """Seconds to gather more news after the first before a pass: a burst of events costs one pass."""
 WRITE_CONCURRENCY = 10
-"""Label writes in flight at once in a pass: a replica's crash moves all its objects in one pass."""
+"""Label writes in flight at once in a pass."""
+PASS_WRITES = 5 * WRITE_CONCURRENCY
+"""Label writes at most in one pass; the rest go in the next, right after (with whatever arrived meanwhile,
+roots first). Measured: under a 720-object burst on 2 cores, passes of 431 writes took 13 s, during which
+newly created load balancers waited, unlabelled, while their children were being labelled."""
+RANK = {"LoadBalancer": 0, "LoadBalancerPool": 1}
+"""The order of a pass's writes by kind (others after): a child can do nothing before its parent."""
 STALE_RECHECK = 0.5
 """Seconds between looks at the Lease cache while it is not proven fresh (no API request is made)."""
 UNREAD_RETRY = 1.0
@@ -125,6 +134,7 @@ def plan(bodies: list[Body], members: set[str]) -> list[Move]:
                     [*finalizers, FINALIZER] if add_finalizer else None,
                 )
             )
+    moves.sort(key=lambda move: RANK.get(move.kind, len(RANK)))  # stable: otherwise in the view's order
     return moves
 
 
@@ -268,13 +278,18 @@ class Sharder:
         members.update(await self._still_alive({m for m in labelled if m} - set(members)))
         self._count_member_changes(set(members))
         moves = plan(bodies, set(members))
+        more = len(moves) > PASS_WRITES
+        if more:
+            moves = moves[:PASS_WRITES]
+            self._dirty.set()  # the rest in the next pass
         await self._write_all(moves, check)
         if moves:
             logger.info(
-                "sharder: %d label writes for %d objects over members %s",
+                "sharder: %d label writes for %d objects over members %s%s",
                 len(moves),
                 len(bodies),
                 sorted(members),
+                "; more in the next pass" if more else "",
             )
         metrics.OBJECTS.clear()
         for body in self._view():  # as the writes left them

@@ -81,3 +81,18 @@ def test_a_finalizer_already_there_or_an_object_being_deleted_gets_none() -> Non
     deleting["metadata"]["deletionTimestamp"] = "2026-12-03T08:00:00Z"
     drained = lb("web", **{SHARD_LABEL: OTHER})
     assert [move.finalizers for move in plan([there, deleting, drained], MEMBERS)] == [None, None, None]
+
+
+def test_parents_are_labelled_before_their_children() -> None:
+    member = {
+        "kind": "LoadBalancerPoolMember",
+        "metadata": {"namespace": "shop", "name": "m", "resourceVersion": "7"},
+        "spec": {"poolRef": {"name": "p"}},
+    }
+    pool = {
+        "kind": "LoadBalancerPool",
+        "metadata": {"namespace": "shop", "name": "p", "resourceVersion": "7"},
+        "spec": {"loadBalancerRef": {"name": "web"}},
+    }
+    moves = plan([member, pool, lb("web"), lb("api")], MEMBERS)
+    assert [move.name for move in moves] == ["web", "api", "p", "m"]
