@@ -58,7 +58,7 @@ from lb_operator.reconcile.engine import OBJECT_TAG
 from lb_operator.settings import OperatorSettings
 from lb_operator.sharding import SHARD_LABEL
 from lb_operator.sharding.ring import owner
-from lb_operator.testing import Cluster, open_cluster
+from lb_operator.testing import Cluster, cpu, open_cluster
 from lb_operator.testing.cluster import REPO_ROOT, apiserver_writes
 from lb_operator.testing.fleet import fleet
 from lb_operator.testing.processes import SIMULATOR_TOKEN, is_ready
@@ -132,6 +132,7 @@ class Figures:
     event_reasons: Counter[str] = field(default_factory=Counter)
     breakdown: Breakdown = field(default_factory=Breakdown)
     not_ready: list[str] = field(default_factory=list)
+    cpu: cpu.Usage | None = None  # first create request → every object Ready
 
     @property
     def writes_per_cloud_op(self) -> float:
@@ -507,6 +508,12 @@ def run_scenario(
         writes_before = apiserver_writes(cluster)
         writes_from = time.monotonic()
 
+        groups = {
+            "operator": [replica.process.pid for replica in replicas.replicas.values()],
+            "apiserver+etcd": cpu.pids_running("kube-apiserver", "etcd"),
+            "simulator": [replicas.simulator.process.pid],
+        }
+        cpu_before = cpu.sample(groups)
         started = time.monotonic()
         print(f"  creating {len(manifests)} objects ...", flush=True)
         figures.created_in = asyncio.run(create_all(cluster, manifests, args.concurrency)) - started
@@ -517,6 +524,7 @@ def run_scenario(
             )
         )
         figures.waited = time.monotonic() - started
+        figures.cpu = cpu.between(cpu_before, cpu.sample(groups))
 
         writes_after = apiserver_writes(cluster)
         writes_span = time.monotonic() - writes_from
@@ -564,6 +572,15 @@ def fmt(value: float | None, spec: str = ".1f", unit: str = "") -> str:
     return f"{value:{spec}}{unit}"
 
 
+def _cpu_of(group: str) -> Callable[[Figures], str]:
+    def cell(f: Figures) -> str:
+        if f.cpu is None:
+            return "nan"
+        return fmt(f.cpu.other if group == "other" else f.cpu.seconds[group], ".1f", "s")
+
+    return cell
+
+
 def report(results: list[Figures], ideal: float, per_lb: int, args: argparse.Namespace) -> None:
     print()
     print(
@@ -595,6 +612,14 @@ def report(results: list[Figures], ideal: float, per_lb: int, args: argparse.Nam
         (
             "  (by their count field)",
             lambda f: fmt(f.events_counted / f.objects if f.objects else None, ".2f"),
+        ),
+        (
+            "CPU busy (share of all cores)",
+            lambda f: fmt(100 * f.cpu.busy_share, ".0f", f"% of {f.cpu.cores}") if f.cpu else "nan",
+        ),
+        *(
+            (f"  CPU seconds: {group}", _cpu_of(group))
+            for group in ("operator", "apiserver+etcd", "simulator", "other")
         ),
         ("first cloud call after", lambda f: fmt(f.breakdown.first_call, ".1f", "s")),
         ("last cloud change ends at", lambda f: fmt(f.breakdown.cloud_done, ".1f", "s")),

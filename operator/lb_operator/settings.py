@@ -132,7 +132,8 @@ class OperatorSettings(BaseModel):
         description="Seconds between drift checks of each object against the cloud (LBOP_RESYNC_INTERVAL), "
         "the first at a random point of the first interval so that checks spread evenly: a changed or "
         "deleted cloud object is set back to its spec, and status "
-        "(cloudStatus, monitorStatus) refreshed. One cloud read per object and interval; no lock when "
+        "(cloudStatus, monitorStatus) refreshed. The checks share one list per kind (members: per pool) "
+        "and interval in each replica (reconcile.snapshot); no lock when "
         "in sync.",
     )
     global_lock: bool = Field(

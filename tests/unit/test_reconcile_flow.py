@@ -25,6 +25,7 @@ from lb_operator.reconcile import engine
 from lb_operator.reconcile.engine import Context, DeadlineExceeded, NoLongerOurs, ParentNotReady
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
+from lb_operator.reconcile.snapshot import CloudSnapshot
 from lb_operator.settings import OperatorSettings
 from lb_operator.simulator import Simulator, SimulatorSettings
 from lb_operator.simulator.gate import Change
@@ -459,3 +460,68 @@ async def test_a_new_child_reads_the_cloud_once_at_once_before_its_change(
 
     assert made.ready
     assert [sorted(r) for r in rounds] == [["get load balancer", "list pools"], ["create pool"]], rounds
+
+
+async def _member_tree(flow: Flow, members: int) -> list[Resource]:
+    """A Ready load balancer, pool and ``members`` members, as Kubernetes has them once handled."""
+
+    def handled(obj: Resource, outcome: engine.Outcome) -> Resource:
+        ready = {"type": "Ready", "status": "True", "reason": outcome.reason}
+        done = resource(obj.kind, obj.name, obj.spec, {**outcome.status, "conditions": [ready]})
+        flow.parents.objects[(obj.kind, "shop", obj.name)] = done
+        return done
+
+    lb = resource("LoadBalancer", "web", {"zone": "lpg1"})
+    tree = [handled(lb, await flow.reconcile(lb))]
+    pool_spec = {"loadBalancerRef": {"name": "web"}, "algorithm": "round_robin", "protocol": "tcp"}
+    pool = resource("LoadBalancerPool", "p", pool_spec)
+    tree.append(handled(pool, await flow.reconcile(pool)))
+    for n in range(members):
+        spec = {"poolRef": {"name": "p"}, "address": f"10.0.0.{n + 1}", "protocolPort": 80}
+        member = resource("LoadBalancerPoolMember", f"m{n}", {**spec, "subnetUUID": SUBNET})
+        tree.append(handled(member, await flow.reconcile(member)))
+    return tree
+
+
+async def test_drift_checks_of_a_tree_share_one_list_per_kind_and_pool(flow: Flow) -> None:
+    # Before: every drift check read its own object: one cloud read per object per interval.
+    handled = await _member_tree(flow, 4)
+    flow.ctx.snapshot = CloudSnapshot(flow.cloud, max_age=60)
+    requests, mutations = flow.sim.stats()["requests"], flow.sim.stats()["mutations"]
+
+    outcomes = [await flow.reconcile(obj, resync=True) for obj in handled]
+
+    assert all(outcome.ready for outcome in outcomes)
+    assert flow.sim.stats()["mutations"] == mutations
+    # The lists: load balancers, pools, the pool's members. (The parents are Kubernetes reads.)
+    assert flow.sim.stats()["requests"] - requests == 3
+    assert flow.ctx.snapshot.reads == 3
+
+
+async def test_drift_seen_in_the_shared_list_is_read_afresh_and_set_back(flow: Flow) -> None:
+    handled = await _member_tree(flow, 2)
+    member = handled[2]
+    pool, uuid = str(member.status["poolUUID"]), str(member.status["uuid"])
+    flow.ctx.snapshot = CloudSnapshot(flow.cloud, max_age=60)
+    await flow.cloud.update_member(pool, uuid, MemberUpdate(enabled=False))
+
+    await flow.reconcile(member, resync=True)
+
+    assert (await flow.cloud.get_member(pool, uuid)).enabled is True
+    assert [reason for _, reason, _ in flow.events].count("DriftCorrected") == 1
+
+
+async def test_a_list_never_writes_a_status_it_shows_a_change_of_the_object_is_read_afresh(
+    flow: Flow,
+) -> None:
+    handled = await _member_tree(flow, 1)
+    member = handled[2]
+    flow.ctx.snapshot = CloudSnapshot(flow.cloud, max_age=60)
+    stale = resource(member.kind, member.name, member.spec, {**member.status, "monitorStatus": "down"})
+    flow.parents.objects[(member.kind, "shop", member.name)] = stale
+    gets = flow.sim.stats()["requests"]
+
+    outcome = await flow.reconcile(stale, resync=True)
+
+    assert outcome.status["monitorStatus"] != "down"  # the cloud's, to be written from a fresh read
+    assert flow.sim.stats()["requests"] - gets >= 2  # the list, then the member itself

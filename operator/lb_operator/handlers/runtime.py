@@ -19,6 +19,7 @@ from lb_operator.mutex import LeaseMutex
 from lb_operator.reconcile.engine import Context
 from lb_operator.reconcile.parents import PARENT_KINDS, ParentWatch
 from lb_operator.reconcile.resources import Resource, ResourceAPI
+from lb_operator.reconcile.snapshot import CloudSnapshot
 from lb_operator.settings import OperatorSettings
 from lb_operator.sharding.streams import Mirror
 
@@ -123,6 +124,7 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
         shard=settings.identity if settings.sharding and mutex is not None else None,
         health=health,
         mirror=mirror,
+        snapshot=CloudSnapshot(cloud, settings.resync_interval),
     )
 
 

@@ -51,12 +51,13 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from kubernetes.aio import client
 
-from lb_operator.cloud import Backend, Busy, Invalid, NotFound
+from lb_operator.cloud import Backend, Busy, CloudError, Invalid, NotFound
 from lb_operator.cloud.models import LoadBalancer
 from lb_operator.health import WatchHealth
 from lb_operator.mutex import Hold, LeaseMutex, Waiting
 from lb_operator.reconcile.parents import ParentWatch, Ref, until_set
 from lb_operator.reconcile.resources import Resource, ResourceAPI
+from lb_operator.reconcile.snapshot import CloudSnapshot
 from lb_operator.settings import OperatorSettings
 from lb_operator.sharding.streams import Mirror
 
@@ -148,6 +149,7 @@ class Context:
     wrote: WriteHook = _no_journal
     health: WatchHealth = field(default_factory=WatchHealth)  # the process's watches, for /healthz
     mirror: Mirror | None = None  # the process's view of its objects (one watch per kind), if any
+    snapshot: CloudSnapshot | None = None  # the drift checks' shared lists of the cloud, if any
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,10 @@ async def reconcile(
     try:
         async with asyncio.timeout_at(deadline):
             parent = await _parent(adapter, ctx, obj, deadline, waiting)
+            if resync and ctx.snapshot is not None:
+                at_rest = await _at_rest_as_listed(adapter, ctx, ctx.snapshot, obj, parent)
+                if at_rest is not None:
+                    return at_rest
             # Never made, to our knowledge: straight to the lock, where it is looked up by its tag anyway.
             current = await adapter.find(ctx, obj, parent) if obj.status.get("uuid") else None
     except TimeoutError:
@@ -323,6 +329,37 @@ async def reconcile(
 
     async with serialized(ctx, adapter.lock_key(ctx, obj, parent), obj, deadline) as held:
         return await _change(adapter, ctx, obj, parent, held, deadline, resync)
+
+
+async def _at_rest_as_listed(
+    adapter: Adapter[C], ctx: Context, snapshot: CloudSnapshot, obj: Resource, parent: Parent | None
+) -> Outcome | None:
+    """The outcome of a drift check that has nothing to do, judged from the shared lists of the cloud
+    (``reconcile.snapshot``); ``None`` when they cannot tell, and the object is read afresh.
+
+    Nothing to do: the object is listed under its ``status.uuid``, tagged
+    with its UID, in sync with its spec, and its status would be written
+    as it is. Anything else goes the way of a fresh read, which changes and
+    writes what is needed; a list never does.
+    """
+    uuid = obj.status.get("uuid")
+    scope = parent.pool if parent is not None and parent.pool is not None else ""
+    if not uuid:
+        return None
+    try:
+        listed = await snapshot.lookup(adapter.kind, str(uuid), scope)
+    except CloudError as error:
+        logger.info("%s: the shared list of the cloud could not be read (%s); reading afresh", obj.ref, error)
+        return None
+    if listed is None or listed.tags.get(UID_TAG) != obj.uid or adapter.changes(obj, listed) is not None:
+        snapshot.forget(adapter.kind, scope)  # made since, foreign, or drifted: the next checks read anew
+        return None
+    outcome = adapter.outcome(obj, listed, parent)
+    if not outcome.ready or outcome.reason != obj.reason("Ready"):
+        return None
+    if any(obj.status.get(key) != value for key, value in outcome.status.items()):
+        return None  # a status to refresh: from a fresh read, never from a list that may be older
+    return outcome
 
 
 async def _parent(
