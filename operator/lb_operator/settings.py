@@ -191,12 +191,14 @@ class OperatorSettings(BaseModel):
     def mutex_settings(self) -> MutexSettings:
         """Lock timings derived from the lease duration: renew at 1/3, give up at 2/3; a lease is passed
         between the replica's own tasks (changes queued for one tree) for at most one lease duration
-        before it is released for the other replicas."""
+        before it is released for the other replicas, and one released with none of them waiting
+        lingers for 1/5 of it (3 s by default) for the next change of the tree."""
         return MutexSettings(
             lease_duration=self.lease_duration,
             renew_deadline=self.lease_duration * 2 / 3,
             renew_interval=self.lease_duration / 3,
             pass_within=self.lease_duration,
+            linger=self.lease_duration / 5,
         )
 
     def scope_of(self, kind: str) -> LockScope:

@@ -72,9 +72,11 @@ WaitHook = Callable[[Waiting], Awaitable[None]]
 class _LocalQueue:
     """The per-key FIFO of this process; asyncio.Lock serves waiters in arrival order."""
 
+    key: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
     passed: Passed | None = None  # a lease released by the last holder to whoever takes ``lock`` next
+    linger: asyncio.TimerHandle | None = None  # ``passed`` with nobody waiting: released when this fires
 
 
 class LeaseMutex:
@@ -137,6 +139,10 @@ class LeaseMutex:
             )
 
     async def close(self) -> None:
+        for queue in list(self._queues.values()):
+            if queue.linger is not None and queue.passed is not None:  # nobody comes for it now
+                queue.linger.cancel()
+                self._end_linger(queue.key, queue, queue.passed)
         tasks = [t for t in (self._sweeper, *self._hooks) if t is not None]
         self._sweeper = None
         for task in tasks:
@@ -235,7 +241,7 @@ class LeaseMutex:
         self.start()
         loop = asyncio.get_running_loop()
         started = loop.time()
-        queue = self._queues.setdefault(lease_name(key), _LocalQueue())
+        queue = self._queues.setdefault(lease_name(key), _LocalQueue(key))
         queue.users += 1
         contender: Contender | None = None
         hold: Hold | None = None
@@ -254,6 +260,10 @@ class LeaseMutex:
                     key, self.identity, loop.time() - started, "queued behind local tasks"
                 ) from None
             passed, queue.passed = queue.passed, None
+            if queue.linger is not None:  # we came while it lingered: it is ours, the linger is over
+                queue.linger.cancel()
+                queue.linger = None
+                queue.users -= 1  # the linger's own use of the queue (we are a user: it stays)
             if passed is not None:
                 hold = self._hold_passed(key, passed, started) if loop.time() < deadline else None
                 if hold is not None:
@@ -286,13 +296,33 @@ class LeaseMutex:
         passed (``Hold.passed``).
         """
         queue = self._queues.get(hold.lease_name)
-        if self.settings.pass_within <= 0 or queue is None or queue.users <= 1:
+        if self.settings.pass_within <= 0 or queue is None:
+            return False
+        waiting = queue.users > 1
+        if not waiting and self.settings.linger <= 0:
             return False
         passed = hold.passed()
         if passed is None:
             return False
         queue.passed = passed
+        if not waiting:
+            self._linger(hold.key, queue, passed)
         return True
+
+    def _linger(self, key: str, queue: _LocalQueue, passed: Passed) -> None:
+        """Keep ``passed`` for a task of ours that comes within ``linger`` (and before the renewal due,
+        which nobody would make), then release it."""
+        loop = asyncio.get_running_loop()
+        ends = min(loop.time() + self.settings.linger, passed.renewed_at + self.settings.renew_interval)
+        queue.users += 1  # the queue stays (``is_busy``: the sweeper and ``discard`` leave the lease alone)
+        queue.linger = loop.call_later(max(0.0, ends - loop.time()), self._end_linger, key, queue, passed)
+
+    def _end_linger(self, key: str, queue: _LocalQueue, passed: Passed) -> None:
+        if self._queues.get(lease_name(key)) is not queue or queue.passed is not passed:
+            return  # taken meanwhile
+        queue.passed = queue.linger = None
+        self._release_passed(key, passed)
+        self._leave(key)
 
     def _hold_passed(self, key: str, passed: Passed, started: float) -> Hold | None:
         """The hold of a lease passed to us; None if it may have lapsed since (then we contend)."""

@@ -67,6 +67,14 @@ class MutexSettings(BaseModel):
         "fair across processes: a process whose queue stays busy may take the lease again from its own "
         "cache before another process has seen the release (as without passing).",
     )
+    linger: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds (with pass_within) a lease released with no task of this process waiting "
+        "is kept, unreleased, for one that comes for the same key meanwhile: it takes it with no write. "
+        "Never past the next renewal due (nothing renews a lease nobody holds) nor past pass_within; "
+        "the lease is released (written) when it ends. 0 (the default): released at once.",
+    )
     sweep_interval: float = Field(
         default=60.0, gt=0, description="Seconds between sweeps for idle lock Leases."
     )

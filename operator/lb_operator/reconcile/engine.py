@@ -352,8 +352,7 @@ async def _at_rest_as_listed(
         logger.info("%s: the shared list of the cloud could not be read (%s); reading afresh", obj.ref, error)
         return None
     if listed is None or listed.tags.get(UID_TAG) != obj.uid or adapter.changes(obj, listed) is not None:
-        snapshot.forget(adapter.kind, scope)  # made since, foreign, or drifted: the next checks read anew
-        return None
+        return None  # made since the list was read, foreign, or drifted: read afresh
     outcome = adapter.outcome(obj, listed, parent)
     if not outcome.ready or outcome.reason != obj.reason("Ready"):
         return None

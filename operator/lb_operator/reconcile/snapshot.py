@@ -93,7 +93,3 @@ class CloudSnapshot:
             return found
         finally:
             self._reading.pop(key, None)
-
-    def forget(self, kind: str, scope: str = "") -> None:
-        """Drop a list (an object it holds was found drifted or gone: the next check reads it again)."""
-        self._lists.pop((kind, scope), None)
