@@ -86,6 +86,7 @@ class Hold:
         self._lost: str | None = None
         self._cancelled_task = False
         self._released = False
+        self.ended_cleanly = False  # the guarded section ended without an exception (``async with``)
         self._on_done = on_done
         self._renewer = asyncio.create_task(self._renew_loop(), name=f"renew {self.lease_name}")
 
@@ -250,6 +251,7 @@ class Hold:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.ended_cleanly = exc_type is None
         await self.release()
         # We cancelled the guarded task because the hold was lost: turn our
         # cancellation into HoldLost, unless someone else cancelled it too.

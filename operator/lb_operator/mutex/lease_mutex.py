@@ -299,8 +299,8 @@ class LeaseMutex:
         if self.settings.pass_within <= 0 or queue is None:
             return False
         waiting = queue.users > 1
-        if not waiting and self.settings.linger <= 0:
-            return False
+        if not waiting and (self.settings.linger <= 0 or not hold.ended_cleanly):
+            return False  # a section that failed (deadline, cloud error) gives the lease back at once
         passed = hold.passed()
         if passed is None:
             return False

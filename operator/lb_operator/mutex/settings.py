@@ -70,8 +70,9 @@ class MutexSettings(BaseModel):
     linger: float = Field(
         default=0.0,
         ge=0,
-        description="Seconds (with pass_within) a lease released with no task of this process waiting "
-        "is kept, unreleased, for one that comes for the same key meanwhile: it takes it with no write. "
+        description="Seconds (with pass_within) a lease released with no task of this process waiting, "
+        "by a section that ended without an exception, is kept, unreleased, for a task that comes for "
+        "the same key meanwhile: it takes it with no write. "
         "Never past the next renewal due (nothing renews a lease nobody holds) nor past pass_within; "
         "the lease is released (written) when it ends. 0 (the default): released at once.",
     )

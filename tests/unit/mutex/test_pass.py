@@ -261,3 +261,15 @@ async def test_a_lingering_lease_is_released_on_close_and_never_past_its_renewal
         pass
     await mutex.close()
     assert fake.objects[name]["spec"]["holderIdentity"] is None
+
+
+async def test_a_section_that_failed_gives_the_lease_back_at_once(
+    make_mutex: MakeMutex, fake: FakeLeases, lingering: MutexSettings
+) -> None:
+    mutex = make_mutex(settings=lingering.model_copy(update={"linger": 600.0}))
+    loop = asyncio.get_running_loop()
+    with pytest.raises(RuntimeError):
+        async with mutex.hold("lb/failed", deadline=loop.time() + 10):
+            raise RuntimeError("the cloud change failed")
+    assert fake.objects[lease_name("lb/failed")]["spec"]["holderIdentity"] is None
+    assert not mutex.is_busy("lb/failed")
