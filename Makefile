@@ -7,7 +7,7 @@ CONTROLPLANE_BUILD := tools/controlplane/build.sh
 HELM_BUILD := tools/helm/build.sh
 TOXIPROXY_BUILD := tools/toxiproxy/build.sh
 
-.PHONY: setup test test-modes chaos lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e bench-scale image kind-e2e clean
+.PHONY: setup test test-modes chaos lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e bench-e2e-real bench-scale image kind-e2e clean
 
 setup: $(STAMP)
 
@@ -59,6 +59,10 @@ controlplane: setup binaries
 ## bench-mutex: the Lease mutex's overhead, hand-over and take-over next to their baselines (~2 min)
 bench-mutex: setup binaries
 	$(BIN)/python bench/mutex_bench.py
+
+## bench-e2e-real: bench-e2e's scenarios a and b at a real cloud's pace (2 s a change, 30 s to build an LB; ~8 min)
+bench-e2e-real: setup binaries
+	$(BIN)/python bench/e2e_bench.py --latency 2 --lb-ready-delay 30 --only a,b
 
 ## bench-scale: 10,000 objects created while 3 replicas serve: time, memory, API writes, cloud reads (~20 min)
 bench-scale: setup binaries

@@ -476,6 +476,16 @@ BACKGROUND_WINDOW = 20.0
 """Seconds over which the API server's own writes are counted with no operator running."""
 
 
+def prepare(cluster: Cluster) -> dict[str, float]:
+    """Apply crds/, wait until the API server serves them; return its own background writes per second."""
+    applied = cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+    if applied.returncode != 0:
+        raise RuntimeError(f"applying crds/ failed: {applied.stderr}")
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    until_served(cluster)
+    return background_writes(cluster)
+
+
 def background_writes(cluster: Cluster) -> dict[str, float]:
     """The API server's own write requests per second and resource (its identity Lease, …) with no
     operator running."""
@@ -719,12 +729,7 @@ def main() -> None:
     )
     results: dict[str, Figures] = {}
     with open_cluster() as cluster:
-        applied = cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-        if applied.returncode != 0:
-            raise RuntimeError(f"applying crds/ failed: {applied.stderr}")
-        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        until_served(cluster)
-        background = background_writes(cluster)
+        background = prepare(cluster)
         print(f"the API server's own writes with no operator: {sum(background.values()):.2f}/s", flush=True)
         for scenario in chosen:
             env = " ".join(f"LBOP_{k.upper()}={v}" for k, v in scenario.settings.items()) or "defaults"

@@ -41,16 +41,15 @@ from pathlib import Path
 from e2e_bench import (
     PLURALS,
     PRODUCT_DEFAULTS,
-    background_writes,
     check_alive,
     create_all,
+    prepare,
     simulator_get,
     until_ready,
-    until_served,
     until_serving,
 )
 from lb_operator.testing import cpu, open_cluster
-from lb_operator.testing.cluster import REPO_ROOT, apiserver_writes
+from lb_operator.testing.cluster import apiserver_writes
 from lb_operator.testing.fleet import fleet
 from lb_operator.testing.replicas import ReplicaFleet
 
@@ -112,12 +111,7 @@ def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="lbop-bench-scale-"))
     print(f"replica and simulator logs in {logs}")
     with open_cluster() as cluster:
-        applied = cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-        if applied.returncode != 0:
-            raise RuntimeError(f"applying crds/ failed: {applied.stderr}")
-        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        until_served(cluster)
-        background = background_writes(cluster)
+        background = prepare(cluster)
         simulator = {"latency": args.latency, "lb_ready_delay": args.lb_ready_delay, "mode": "reject"}
         replicas = ReplicaFleet(
             cluster, logs, simulator=simulator, **PRODUCT_DEFAULTS, resync_interval=args.resync

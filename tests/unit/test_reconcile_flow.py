@@ -480,6 +480,13 @@ async def _member_tree(flow: Flow, members: int) -> list[Resource]:
         spec = {"poolRef": {"name": "p"}, "address": f"10.0.0.{n + 1}", "protocolPort": 80}
         member = resource("LoadBalancerPoolMember", f"m{n}", {**spec, "subnetUUID": SUBNET})
         tree.append(handled(member, await flow.reconcile(member)))
+    listener = resource("LoadBalancerListener", "l", {"poolRef": {"name": "p"}, "protocolPort": 80})
+    monitor_spec = {"poolRef": {"name": "p"}, "type": "http", "http": {"urlPath": "/healthz"}}
+    monitor = resource("LoadBalancerHealthMonitor", "hm", monitor_spec)
+    tree += [
+        handled(listener, await flow.reconcile(listener)),
+        handled(monitor, await flow.reconcile(monitor)),
+    ]
     return tree
 
 
@@ -493,9 +500,20 @@ async def test_drift_checks_of_a_tree_share_one_list_per_kind_and_pool(flow: Flo
 
     assert all(outcome.ready for outcome in outcomes)
     assert flow.sim.stats()["mutations"] == mutations
-    # The lists: load balancers, pools, the pool's members. (The parents are Kubernetes reads.)
-    assert flow.sim.stats()["requests"] - requests == 3
-    assert flow.ctx.snapshot.reads == 3
+    # The lists: load balancers, pools, the pool's members, listeners, monitors (the parents are
+    # Kubernetes reads); and each member read afresh, its monitorStatus to be refreshed (handled before
+    # the monitor existed). Then, at rest, the lists alone.
+    assert flow.ctx.snapshot.reads == 5
+    assert flow.sim.stats()["requests"] - requests == 5 + 4
+    settled = [
+        resource(obj.kind, obj.name, obj.spec, {**obj.status, **outcome.status})
+        for obj, outcome in zip(handled, outcomes, strict=True)
+    ]
+    flow.ctx.snapshot = CloudSnapshot(flow.cloud, max_age=60)
+    requests = flow.sim.stats()["requests"]
+    again = [await flow.reconcile(obj, resync=True) for obj in settled]
+    assert all(outcome.ready for outcome in again)
+    assert flow.sim.stats()["requests"] - requests == 5
 
 
 async def test_drift_seen_in_the_shared_list_is_read_afresh_and_set_back(flow: Flow) -> None:

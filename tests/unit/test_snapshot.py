@@ -87,3 +87,13 @@ async def test_members_need_their_pool_and_unknown_kinds_have_no_list() -> None:
     snapshot = _snapshot(Pools())
     assert await snapshot.lookup("LoadBalancerPoolMember", "m1") is None  # no pool known: read afresh
     assert await snapshot.lookup("Unknown", "x") is None
+
+
+async def test_only_members_are_listed_per_pool() -> None:
+    # Before: a listener's or monitor's pool made a list of its own: every listener list read once per pool.
+    pools = Pools()
+    pools.release.set()
+    snapshot = _snapshot(pools)
+    assert await snapshot.lookup("LoadBalancerPool", "p1", "pool-a") == Listed("p1")
+    assert await snapshot.lookup("LoadBalancerPool", "p2", "pool-b") == Listed("p2")
+    assert pools.calls == 1

@@ -68,7 +68,7 @@ class CloudSnapshot:
     async def lookup(self, kind: str, uuid: str, scope: str = "") -> Any | None:
         """The cloud object ``uuid`` of ``kind`` (``scope``: a member's pool) as last listed, or ``None``
         when the list does not hold it. Errors of the read propagate (the caller reads afresh)."""
-        listed = await self._list(kind, scope)
+        listed = await self._list(kind, scope if kind == "LoadBalancerPoolMember" else "")
         return listed.by_uuid.get(uuid) if listed is not None else None
 
     async def _list(self, kind: str, scope: str) -> _List | None:
