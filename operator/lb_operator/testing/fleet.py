@@ -42,7 +42,9 @@ def fleet(
             for member in range(members):
                 spec = {
                     **parent,
-                    "address": f"10.{lb}.{pool}.{member + 10}",
+                    # 10.<lb>.<pool>.<10+member>; past 255 load balancers the second octet wraps and the
+                    # pool's octet moves up by 16 per wrap (members of different pools may share one).
+                    "address": f"10.{lb % 256}.{pool + 16 * (lb // 256)}.{member + 10}",
                     "protocolPort": 8080,
                     "subnetUUID": SUBNET,
                 }
