@@ -64,7 +64,7 @@ bench-mutex: setup binaries
 bench-e2e-real: setup binaries
 	$(BIN)/python bench/e2e_bench.py --latency 2 --lb-ready-delay 30 --only a,b
 
-## bench-scale: 10,000 objects created while 3 replicas serve: time, memory, API writes, cloud reads (~20 min)
+## bench-scale: 10,000 objects created while 3 replicas serve: time, memory, API writes, cloud reads (~10 min)
 bench-scale: setup binaries
 	$(BIN)/python bench/scale_bench.py $(if $(OBJECTS),--objects $(OBJECTS))
 
