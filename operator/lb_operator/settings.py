@@ -110,8 +110,9 @@ class OperatorSettings(BaseModel):
     handler_timeout: float = Field(
         default=60.0,
         gt=0,
-        description="Seconds one handler attempt may take; the lock wait gets what is left of it "
-        "(LBOP_HANDLER_TIMEOUT). On timeout the handler is retried later, not failed.",
+        description="Seconds one handler attempt awaits its change, and a change may work under its "
+        "lock (LBOP_HANDLER_TIMEOUT). A change queued past it keeps its place and Kopf's retry awaits "
+        "it; a change may take 10 times this in all, waits included, then it is retried, not failed.",
     )
     retry_delay: float = Field(
         default=2.0, gt=0, description="Seconds before retrying after a transient error (LBOP_RETRY_DELAY)."

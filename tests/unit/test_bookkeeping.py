@@ -90,3 +90,14 @@ def test_a_first_try_success_leaves_kopfs_patch_empty_and_a_retry_records_its_pr
     failed: kopf.ProgressRecord = {**record, "success": False}
     storage.store(key=kopf.HandlerId("reconcile"), record=failed, body=body, patch=retrying)
     assert list(retrying["metadata"]["annotations"]) == ["lboperator.dev/reconcile"]
+
+
+def test_an_object_whose_change_handler_has_a_retry_pending_is_not_at_rest() -> None:
+    # The change ended (its status says handled) while Kopf's retry of its handler was on its way:
+    # Kopf must still run that retry, which takes the result and clears Kopf's record.
+    body = _body(2, 2, READY, SYNCED)
+    body["metadata"]["annotations"] = {"lboperator.dev/reconcile": '{"retries": 1, "success": false}'}
+    assert not handled(body)
+    assert HandledInStatus().fetch(body=_kopf(body)) is None
+    body["metadata"]["annotations"] = {"lboperator.dev/delete": "{}", "other.example/x": "y"}
+    assert handled(body), "only the change handler's own record keeps the object from rest"

@@ -42,11 +42,11 @@ async def test_a_departed_object_ends_its_drift_daemon_at_once() -> None:
     await asyncio.sleep(0)
     assert not daemon.done()
 
-    await drift.on_event("MODIFIED", memo)
+    await drift.on_event("MODIFIED", body, memo)
     await asyncio.sleep(0)
     assert not daemon.done(), "a change is no departure"
 
-    await drift.on_event("DELETED", memo)  # left this replica's watch (or was deleted)
+    await drift.on_event("DELETED", body, memo)  # left this replica's watch (or was deleted)
     async with asyncio.timeout(1):  # the check interval is an hour: only the departure can end it
         await daemon
 
@@ -54,7 +54,7 @@ async def test_a_departed_object_ends_its_drift_daemon_at_once() -> None:
 async def test_objects_do_not_share_a_departure() -> None:
     base = _memo()
     one, other = copy.copy(base), copy.copy(base)  # Kopf's memory of each object: copy.copy of the operator's
-    await drift.on_event("DELETED", one)
+    await drift.on_event("DELETED", {"metadata": {"uid": "u-1"}}, one)
     assert drift.departure(one).is_set()
     assert not drift.departure(other).is_set()
 

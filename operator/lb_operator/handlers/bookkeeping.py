@@ -44,9 +44,25 @@ def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
 
 
+RETRY_RECORD = f"{GROUP}/reconcile"
+"""Kopf's progress annotation of the change handler (id ``reconcile``): there only while it retries."""
+
+
 def handled(body: Mapping[str, Any]) -> bool:
-    """Whether the status says the object's current generation was handled to the end."""
-    generation = (body.get("metadata") or {}).get("generation")
+    """Whether the status says the object's current generation was handled to the end — and Kopf has no
+    retry of the change handler pending on it.
+
+    The change may end while no handler awaits it (``handlers.pending``: its
+    handler's deadline passed, Kopf's retry is on its way). Its status then
+    says handled, yet Kopf's retry record is still there: the object is not
+    at rest for Kopf until its handler has come back, taken the result and
+    let Kopf clear the record. A record left by a replica that lost the object
+    costs one handler run here, which clears it.
+    """
+    metadata = body.get("metadata") or {}
+    if RETRY_RECORD in (metadata.get("annotations") or {}):
+        return False
+    generation = metadata.get("generation")
     status = body.get("status") or {}
     if generation is None or status.get("observedGeneration") != generation:
         return False

@@ -1,9 +1,13 @@
 """Create, update, resume — and the drift check — as one reconcile, its outcome reported in status.
 
-Deadlines: Kopf never cancels a running handler by itself, so each attempt
-carries its own deadline (``handler_timeout``); the lock wait gets what is
-left of it. Past it the attempt ends with ``kopf.TemporaryError`` and Kopf
-retries later, with back-off; nothing is failed for good by a slow lock.
+Deadlines: Kopf never cancels a running handler by itself, so each handler
+attempt carries its own deadline (``handler_timeout``). The change it asks
+for runs as a task of its own (``handlers.pending``): past the handler's
+deadline the change keeps its place in its tree's queue and the handler
+ends with a quiet retry that awaits the same change. The change is bounded
+by ``QUEUE_PATIENCE`` handler deadlines in all (waits included); past that
+it ends with ``LockTimeout`` or ``DeadlineExceeded``, reported, and Kopf
+retries later with back-off; nothing is failed for good by a slow lock.
 
 Reporting: status is written fenced (``status.publish``), and an Event is
 posted only once the status write has shown that this replica still owns
@@ -18,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +34,12 @@ from kubernetes.aio.client.exceptions import ApiException
 from lb_operator.cloud import CloudError, Invalid
 from lb_operator.handlers import metrics, status
 from lb_operator.handlers.events import post_event
+from lb_operator.handlers.pending import Pending
 from lb_operator.handlers.running import running
 from lb_operator.mutex import HoldLost, LockTimeout
 from lb_operator.reconcile import engine
 from lb_operator.reconcile.engine import (
+    PARENT_WAIT,
     Context,
     DeadlineExceeded,
     ForeignCloudObject,
@@ -66,9 +73,24 @@ def deadline(ctx: Context) -> float:
 
 
 async def on_change(body: Mapping[str, Any], retry: int, memo: kopf.Memo, **_: Any) -> None:
-    """Create, update, resume: make the cloud match the spec, then report it in status."""
-    async with running(memo, body):
-        await reconcile(body, retry, memo)
+    """Create, update, resume: make the cloud match the spec, then report it in status.
+
+    The change runs as a task of its own (``handlers.pending``): past this
+    attempt's deadline it keeps its place in its tree's queue, and Kopf's
+    retry awaits it again.
+    """
+    ctx: Context = memo["context"]
+    pending: Pending | None = memo.get("pending")
+    if pending is None:  # run without start-up (unit tests): the change is the attempt
+        async with running(memo, body):
+            await reconcile(body, retry, memo)
+        return
+
+    async def change(locked: Callable[[], None]) -> None:
+        async with running(memo, body):
+            await reconcile(body, retry, memo, until=pending.patience(), locked=locked)
+
+    await pending.await_change(body, deadline(ctx), change)
 
 
 @dataclass
@@ -78,12 +100,25 @@ class _Counted:
     outcome: str = "UnexpectedError"
 
 
-async def reconcile(body: Mapping[str, Any], retry: int, memo: kopf.Memo, *, resync: bool = False) -> None:
-    """One reconcile attempt of the object in ``body``, reported; Kopf retries what it raises."""
+async def reconcile(
+    body: Mapping[str, Any],
+    retry: int,
+    memo: kopf.Memo,
+    *,
+    resync: bool = False,
+    until: float | None = None,
+    locked: Callable[[], None] | None = None,
+) -> None:
+    """One reconcile attempt of the object in ``body``, reported; Kopf retries what it raises.
+
+    ``until``: its deadline (default: one ``handler_timeout`` from now); a
+    change that may queue for longer waits for its parent until then too.
+    ``locked``: see ``engine.reconcile``.
+    """
     obj = Resource.from_body(body)
     counted = _Counted()
     try:
-        await _attempt(obj, retry, memo, resync, counted)
+        await _attempt(obj, retry, memo, resync, counted, until, locked)
     except asyncio.CancelledError:
         counted.outcome = "Cancelled"  # Kopf's shutdown cancelled it
         raise
@@ -92,7 +127,15 @@ async def reconcile(body: Mapping[str, Any], retry: int, memo: kopf.Memo, *, res
         metrics.RECONCILES.labels(kind=obj.kind, trigger=trigger, outcome=counted.outcome).inc()
 
 
-async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, counted: _Counted) -> None:
+async def _attempt(
+    obj: Resource,
+    retry: int,
+    memo: kopf.Memo,
+    resync: bool,
+    counted: _Counted,
+    until: float | None,
+    locked: Callable[[], None] | None,
+) -> None:
     ctx: Context = memo["context"]
     latest = obj  # the object as this attempt last wrote it: what its next status write is fenced on
 
@@ -112,7 +155,14 @@ async def _attempt(obj: Resource, retry: int, memo: kopf.Memo, resync: bool, cou
 
     try:
         outcome = await engine.reconcile(
-            ADAPTERS[obj.kind], ctx, obj, deadline(ctx), resync=resync, waiting=None if resync else waiting
+            ADAPTERS[obj.kind],
+            ctx,
+            obj,
+            deadline(ctx) if until is None else until,
+            resync=resync,
+            waiting=None if resync else waiting,
+            parent_wait=PARENT_WAIT if until is None else math.inf,
+            locked=locked,
         )
     except NoLongerOurs as error:
         counted.outcome = "NoLongerOurs"

@@ -12,6 +12,7 @@ import kopf
 from lb_operator.cloud import CloudError, NotFound
 from lb_operator.handlers.changes import KUBERNETES_TRANSIENT, backoff, deadline
 from lb_operator.handlers.events import post_event
+from lb_operator.handlers.pending import Pending
 from lb_operator.handlers.running import running
 from lb_operator.mutex import HoldLost, LockTimeout
 from lb_operator.reconcile import engine
@@ -27,7 +28,14 @@ finalizer on a handler that raises; the new owner's Kopf reads this record and h
 
 
 async def on_delete(body: Mapping[str, Any], retry: int, memo: kopf.Memo, **_: Any) -> None:
-    """Delete the cloud object; one already gone is success, so the finalizer never hangs on it."""
+    """Delete the cloud object; one already gone is success, so the finalizer never hangs on it.
+
+    A change of the object still queued is withdrawn first; one that holds
+    the lock ends before this deletion gets it (it writes nothing: its
+    proof of ownership sees the deletion)."""
+    pending: Pending | None = memo.get("pending")
+    if pending is not None:
+        pending.withdraw(str(body["metadata"]["uid"]), "its deletion began")
     async with running(memo, body):
         await _delete(body, retry, memo)
 

@@ -25,6 +25,7 @@ from typing import Any
 import kopf
 
 from lb_operator.handlers.changes import reconcile
+from lb_operator.handlers.pending import Pending
 from lb_operator.handlers.running import busy, running
 from lb_operator.reconcile.engine import Context
 from lb_operator.reconcile.resources import Resource
@@ -46,10 +47,14 @@ def departure(memo: kopf.Memo) -> asyncio.Event:
     return event
 
 
-async def on_event(type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """Every watch event of every object: a DELETED one ends the object's drift daemon here."""
+async def on_event(type: str | None, body: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    """Every watch event of every object: a DELETED one (the object is gone, or left this replica's
+    watch) ends the object's drift daemon here, and withdraws its change if it has not begun."""
     if type == "DELETED":
         departure(memo).set()
+        pending: Pending | None = memo.get("pending")
+        if pending is not None:
+            pending.withdraw(str(body["metadata"]["uid"]), "it left this replica's watch")
 
 
 def drift_check_due(body: Mapping[str, Any], shard: str | None, *, retrying: bool = False) -> bool:

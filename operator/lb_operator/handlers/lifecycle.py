@@ -14,6 +14,7 @@ from lb_operator.api import GROUP
 from lb_operator.handlers import bookkeeping, metrics
 from lb_operator.handlers.events import post_event
 from lb_operator.handlers.journal import Journal
+from lb_operator.handlers.pending import Pending
 from lb_operator.handlers.runtime import close_context, open_context
 from lb_operator.reconcile.engine import Context
 from lb_operator.reconcile.kinds import ADAPTERS
@@ -55,6 +56,8 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
             problem = f"cannot serve metrics on {address}:{port} (LBOP_METRICS_PORT): {error}"
             raise kopf.PermanentError(problem) from None
     settings.queueing.exit_timeout = context.settings.shutdown_grace
+    pending = memo.get("pending") or Pending(context.settings.handler_timeout)
+    memo["pending"] = pending
     if (
         context.settings.sharding
         and context.mutex is not None
@@ -70,19 +73,21 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
             context.settings.identity,
             context.mirror,
             context.settings.nudge_interval,
-            functools.partial(_leaving, context),
+            functools.partial(_leaving, context, pending),
         )
         replica.start()
         memo["replica"] = replica
 
 
-def _leaving(context: Context, body: Mapping[str, Any], going: bool) -> None:
-    """A drained object whose handler still runs: if it waits for its parent, it stops waiting now."""
+def _leaving(context: Context, pending: Pending, body: Mapping[str, Any], going: bool) -> None:
+    """A drained object whose change is under way: withdrawn if it does not hold the lock yet; if it
+    waits for its parent, it stops waiting now."""
     obj = Resource.from_body(body)
     if not going:
         context.leaving.discard(obj.uid)
         return
     context.leaving.add(obj.uid)
+    pending.withdraw(obj.uid, "it is drained to another replica")
     adapter = ADAPTERS.get(obj.kind)
     ref = adapter.parent_ref(obj) if adapter is not None else None
     if ref is not None:
@@ -90,10 +95,13 @@ def _leaving(context: Context, body: Mapping[str, Any], going: bool) -> None:
 
 
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    pending: Pending | None = memo.get("pending")
+    context = memo.get("context")
+    if pending is not None and context is not None:
+        await pending.close(context.settings.shutdown_grace)  # before the objects go to the others
     replica: Replica | None = memo.get("replica")
     if replica is not None:
         await replica.stop()  # the member Lease last: survivors take over at once
-    context = memo.get("context")
     if context is not None:
         await close_context(context)
     served: web.AppRunner | None = memo.get("metrics")

@@ -30,8 +30,10 @@
    looked up by its UID tag before anything is sent again.
 
 Every read, wait and mutation of an attempt is bounded by its deadline
-(``asyncio.timeout_at``): past it the attempt ends with ``DeadlineExceeded``,
-the lock is released, and the handler retries later.
+(``asyncio.timeout_at``), and what it does under the lock besides by
+``handler_timeout`` from the moment the lock is taken: past either the
+attempt ends with ``DeadlineExceeded``, the lock is released, and the
+change is retried later.
 
 Level-based and idempotent: running it twice, or on two replicas at once,
 changes nothing the second time. Cloud objects carry the Kubernetes object's
@@ -126,10 +128,11 @@ PARENT_FIRST_WAIT = 2.0
 """Seconds a child not yet reporting ``ParentNotReady`` waits before it reports it."""
 
 PARENT_WAIT = 10.0
-"""Seconds (at most half the attempt) a child waits for its parent before it gives up and is retried.
-Waiting here costs nothing; each retry costs Kopf's writes of status and progress, which loaded the API
-server when it was 1 s. A drain of the object cuts the wait short (``Context.leaving``); a deletion of
-a waiting child waits for it (Kopf runs one handler per object at a time)."""
+"""Seconds (at most half the attempt) a child waits for its parent before it gives up and is retried,
+by default. A change run by ``handlers.pending`` waits for half its bound instead (its handler's retries
+await it meanwhile). Waiting here costs nothing; each retry costs Kopf's writes of status and progress,
+which loaded the API server when it was 1 s. A drain of the object cuts the wait short
+(``Context.leaving``); a deletion withdraws a waiting change (``handlers.pending``)."""
 
 
 @dataclass
@@ -305,17 +308,25 @@ async def reconcile(
     *,
     resync: bool = False,
     waiting: WaitingHook | None = None,
+    parent_wait: float = PARENT_WAIT,
+    locked: Callable[[], None] | None = None,
 ) -> Outcome:
     """Make the cloud match ``obj``; return what to write to its status.
 
-    ``resync``: a periodic drift check; whatever it has to change is drift,
-    and is reported as ``DriftCorrected``. ``waiting``: see ``WaitingHook``;
-    without it, an object not yet reporting ``ParentNotReady`` gives up after
-    ``PARENT_FIRST_WAIT``, so that its handler can say so.
+    ``deadline`` bounds the whole attempt, the wait for the lock included;
+    the work under the lock is bounded besides by ``handler_timeout`` from
+    the moment the lock is taken (a long queue never lets one change hold
+    the tree for longer). ``resync``: a periodic drift check; whatever it has
+    to change is drift, and is reported as ``DriftCorrected``. ``waiting``:
+    see ``WaitingHook``; without it, an object not yet reporting
+    ``ParentNotReady`` gives up after ``PARENT_FIRST_WAIT``, so that its
+    handler can say so. ``parent_wait``: seconds a child that has said so
+    waits for its parent (at most half the attempt). ``locked``: called once
+    the lock is held, before anything under it.
     """
     try:
         async with asyncio.timeout_at(deadline):
-            parent = await _parent(adapter, ctx, obj, deadline, waiting)
+            parent = await _parent(adapter, ctx, obj, deadline, waiting, parent_wait)
             if resync and ctx.snapshot is not None:
                 at_rest = await _at_rest_as_listed(adapter, ctx, ctx.snapshot, obj, parent)
                 if at_rest is not None:
@@ -328,7 +339,10 @@ async def reconcile(
         return adapter.outcome(obj, current, parent)  # in sync: no lock
 
     async with serialized(ctx, adapter.lock_key(ctx, obj, parent), obj, deadline) as held:
-        return await _change(adapter, ctx, obj, parent, held, deadline, resync)
+        if locked is not None:
+            locked()
+        section = min(deadline, asyncio.get_running_loop().time() + ctx.settings.handler_timeout)
+        return await _change(adapter, ctx, obj, parent, held, section, resync)
 
 
 async def _at_rest_as_listed(
@@ -362,7 +376,12 @@ async def _at_rest_as_listed(
 
 
 async def _parent(
-    adapter: Adapter[C], ctx: Context, obj: Resource, deadline: float, waiting: WaitingHook | None
+    adapter: Adapter[C],
+    ctx: Context,
+    obj: Resource,
+    deadline: float,
+    waiting: WaitingHook | None,
+    parent_wait: float = PARENT_WAIT,
 ) -> Parent | None:
     """The parent; if it is not Ready, wait (woken by its watch) for part of the attempt, then give up.
 
@@ -374,7 +393,7 @@ async def _parent(
     """
     ref = adapter.parent_ref(obj)
     told = obj.reason("Ready") == "ParentNotReady"
-    patience = PARENT_WAIT if told or waiting is not None else PARENT_FIRST_WAIT
+    patience = parent_wait if told or waiting is not None else PARENT_FIRST_WAIT
     loop = asyncio.get_running_loop()
     give_up = loop.time() + min(patience, (deadline - loop.time()) / 2)
     tell_at = None if told or waiting is None else loop.time() + PARENT_FIRST_WAIT

@@ -231,49 +231,99 @@ async def test_deleting_everything_empties_the_cloud_and_leaves_no_finalizer_or_
         await asyncio.sleep(0.2)
 
 
-async def test_a_handler_that_times_out_on_the_lock_retries_and_succeeds(
+async def _ready_tree(crds: Cluster, ns: str) -> tuple[int, str]:
+    """One load balancer with a pool (and its listener and monitor), all Ready: (objects, the LB's UID)."""
+    manifests = fleet(ns, 1, 1, 0)
+    await asyncio.to_thread(_apply, crds, manifests)
+    await asyncio.to_thread(
+        wait_for, "the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120
+    )
+    found = await asyncio.to_thread(objects, crds, ns)
+    return len(manifests), next(o["metadata"]["uid"] for o in found if o["kind"] == "LoadBalancer")
+
+
+async def _tag_the_pool(crds: Cluster, ns: str) -> None:
+    patch = '{"spec": {"tags": {"t": "1"}}}'
+    patched = await asyncio.to_thread(
+        crds.kubectl, "patch", "lbpool", "lb0-pool0", "-n", ns, "--type=merge", "-p", patch
+    )
+    assert patched.returncode == 0, patched.stderr
+
+
+async def _pool_untouched(simulator: Simulator) -> None:
+    pools = await asyncio.to_thread(simulator.list, "load-balancers/pools")
+    assert pools[0]["tags"].get("t") is None, "the pool changed while another held its LB's lock"
+
+
+async def _until_pool_tagged(simulator: Simulator, what: str, seconds: float) -> None:
+    tagged = lambda: simulator.list("load-balancers/pools")[0]["tags"].get("t") == "1"  # noqa: E731
+    await asyncio.to_thread(wait_for, what, tagged, seconds)
+
+
+async def test_a_change_that_waits_for_the_lock_past_its_bound_reports_it_and_is_retried(
     crds: Cluster, ns: str, simulator: Simulator, logs: Path, api: client.ApiClient
 ) -> None:
     operator = _start(crds, simulator, logs, ns, handler_timeout=1)
     try:
-        manifests = fleet(ns, 1, 1, 0)
-        await asyncio.to_thread(_apply, crds, manifests)
-        await asyncio.to_thread(
-            wait_for, "the fleet to be Ready", lambda: _all_ready(crds, ns, len(manifests)), 120
-        )
-        found = await asyncio.to_thread(objects, crds, ns)
-        lb_uid = next(o["metadata"]["uid"] for o in found if o["kind"] == "LoadBalancer")
+        _, lb_uid = await _ready_tree(crds, ns)
         async with LeaseMutex(api, "default", "test-holder") as mutex:
             loop = asyncio.get_running_loop()
             async with mutex.hold(family_key(lb_uid), deadline=loop.time() + 10):
-                patched = await asyncio.to_thread(
-                    crds.kubectl,
-                    "patch",
-                    "lbpool",
-                    "lb0-pool0",
-                    "-n",
-                    ns,
-                    "--type=merge",
-                    "-p",
-                    '{"spec": {"tags": {"t": "1"}}}',
-                )
-                assert patched.returncode == 0, patched.stderr
+                await _tag_the_pool(crds, ns)
 
                 def timed_out() -> bool:
                     synced = _conditions(crds, ns, "lbpool", "lb0-pool0").get("Synced", {})
                     return synced.get("reason") == "LockTimeout"
 
                 await asyncio.to_thread(wait_for, "the pool's handler to time out on the lock", timed_out, 30)
-                pools = await asyncio.to_thread(simulator.list, "load-balancers/pools")
-                assert pools[0]["tags"].get("t") is None, "the pool changed while another held its LB's lock"
-        await asyncio.to_thread(
-            wait_for,
-            "the retried handler to update the pool",
-            lambda: simulator.list("load-balancers/pools")[0]["tags"].get("t") == "1",
-            60,
-        )
+                await _pool_untouched(simulator)
+        await _until_pool_tagged(simulator, "the retried change to update the pool", 60)
         synced = (await asyncio.to_thread(_conditions, crds, ns, "lbpool", "lb0-pool0"))["Synced"]
         assert synced["status"] == "True"
+    finally:
+        operator.stop()
+
+
+async def test_a_change_queued_past_its_handlers_deadline_keeps_its_place_and_is_made_once(
+    crds: Cluster, ns: str, simulator: Simulator, logs: Path, api: client.ApiClient
+) -> None:
+    """The handler gives up at its deadline (1 s); its change waits on for the lock (4 s) and is made."""
+    log = logs / "operator-queued.log"
+    operator = Operator(crds, simulator, log, ns, handler_timeout=1)
+    try:
+        count, lb_uid = await _ready_tree(crds, ns)
+        updates_before = sum(1 for c in simulator.log() if c["kind"] == "pool" and c["op"] == "update")
+        async with LeaseMutex(api, "default", "test-holder") as mutex:
+            loop = asyncio.get_running_loop()
+            async with mutex.hold(family_key(lb_uid), deadline=loop.time() + 10):
+                await _tag_the_pool(crds, ns)
+                await asyncio.sleep(4)  # the scenario: held past the handler's deadline, not the change's
+                await _pool_untouched(simulator)
+        await _until_pool_tagged(simulator, "the queued change to update the pool", 30)
+        await asyncio.to_thread(
+            wait_for, "the pool to be Ready again", lambda: _all_ready(crds, ns, count), 30
+        )
+        updates = sum(1 for c in simulator.log() if c["kind"] == "pool" and c["op"] == "update")
+        assert updates - updates_before == 1
+        events = await asyncio.to_thread(
+            crds.kubectl,
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector=involvedObject.name=lb0-pool0",
+            "-o",
+            "json",
+        )
+        reasons = {e["reason"] for e in json.loads(events.stdout)["items"]}
+        assert "LockTimeout" not in reasons, "the change gave up its place in the queue"
+        assert "its change is still under way" in log.read_text(), "the handler did not end at its deadline"
+        synced = (await asyncio.to_thread(_conditions, crds, ns, "lbpool", "lb0-pool0"))["Synced"]
+        assert synced["status"] == "True"
+        pool = next(o for o in await asyncio.to_thread(objects, crds, ns) if o["kind"] == "LoadBalancerPool")
+        assert "lboperator.dev/reconcile" not in pool["metadata"].get("annotations", {}), (
+            "Kopf's retry record"
+        )
     finally:
         operator.stop()
 
