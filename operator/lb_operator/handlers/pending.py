@@ -156,19 +156,18 @@ class Pending:
             await start(locked)
 
         task = asyncio.create_task(run(), name=f"change {uid}")
-        change = self._changes[uid] = _Change(uid, generation, task)
-        task.add_done_callback(self._ended)
+        made = change = self._changes[uid] = _Change(uid, generation, task)
+        task.add_done_callback(lambda _: self._ended(made))
         return change
 
-    def _ended(self, task: asyncio.Task[None]) -> None:
+    def _ended(self, change: _Change) -> None:
         """A change ended: keep its result for the handler's retry, at most ``abandoned_after``."""
-        if not task.cancelled():
-            task.exception()  # retrieved here: a result nobody comes for is not an "unretrieved" error
-        for change in list(self._changes.values()):
-            if change.task is task and change.waiters == 0 and change.abandon is None:
-                change.abandon = asyncio.get_running_loop().call_later(
-                    self.abandoned_after, self._abandoned, change
-                )
+        if not change.task.cancelled():
+            change.task.exception()  # retrieved: a result nobody comes for is not an "unretrieved" error
+        if self._changes.get(change.uid) is change and change.waiters == 0 and change.abandon is None:
+            change.abandon = asyncio.get_running_loop().call_later(
+                self.abandoned_after, self._abandoned, change
+            )
 
     def _abandoned(self, change: _Change) -> None:
         if self._changes.get(change.uid) is change:
