@@ -71,6 +71,26 @@ async def list_objects(
     return found
 
 
+UNREAD = ("managedFields",)
+"""Metadata no follower's listener reads, dropped from every object as it arrives."""
+
+UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def slim(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without what nobody here reads (``UNREAD``): server-side apply's field owners and
+    kubectl's copy of the last applied manifest are most of an object's size, and every replica keeps
+    every object of its kinds in memory (``Mirror``)."""
+    metadata = body.get("metadata") or {}
+    for key in UNREAD:
+        metadata.pop(key, None)
+    annotations = metadata.get("annotations")
+    if annotations:
+        for key in UNREAD_ANNOTATIONS:
+            annotations.pop(key, None)
+    return body
+
+
 OnEvent = Callable[[str, dict[str, Any]], None]
 """Told each event: its type (ADDED, MODIFIED, DELETED) and the object."""
 
@@ -123,6 +143,7 @@ async def follow_forever(
     ends within ``EARLY_END`` with nothing counts as broken (back-off, no
     sign of life). ``health`` is told of every sign of
     life under ``name`` (what the follower is for) with the plural and namespace.
+    Objects are delivered ``slim``.
     """
     name = f"{name or 'watch'} {plural} {namespace or '*'}"
     bound = 2 * WATCH_SILENCE  # a failed stream is retried within 5 s: two silences mean it cannot connect
@@ -176,6 +197,7 @@ async def follow_forever(
                         version = str(body["metadata"]["resourceVersion"])
                         if kind == "BOOKMARK":
                             continue
+                        slim(body)
                         uid = str(body["metadata"]["uid"])
                         if kind == "DELETED":
                             known.pop(uid, None)
@@ -239,7 +261,7 @@ async def _relist(
             _request_timeout=API_TIMEOUT,
         )
         assert isinstance(page, dict), "a list of custom objects is a JSON object"
-        items.extend(page.get("items", []))
+        items.extend(slim(item) for item in page.get("items", []))
         metadata = page.get("metadata") or {}
         token = metadata.get("continue") or None
         if token is None:

@@ -1,4 +1,5 @@
-"""A follower whose resourceVersion the API server no longer has (410 Gone) lists again.
+"""A follower whose resourceVersion the API server no longer has (410 Gone) lists again; what it
+delivers is slim (no field owners, no copy of the last applied manifest).
 
 A stand-in objects API plays the server: a 410 needs etcd to have
 compacted past the follower's version, which the real API server does
@@ -106,3 +107,34 @@ async def test_gone_lists_again_and_reports_what_was_deleted_meanwhile() -> None
     assert gaps == 1
     assert sorted(seen[:2]) == [("ADDED", "a"), ("ADDED", "b")]
     assert seen[2:] == [("MODIFIED", "a"), ("DELETED", "b"), ("ADDED", "a")]
+
+
+def _heavy(name: str, version: int) -> dict[str, Any]:
+    body = _lb(name, version)
+    body["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {"f:zone": {}}}}]
+    body["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": json.dumps(body),
+        "lboperator.dev/reconcile": "{}",  # Kopf's retry record: the nudger reads it
+    }
+    return body
+
+
+async def test_objects_are_delivered_without_what_nobody_reads() -> None:
+    server = Server(
+        [([_heavy("a", 5)], 10)],
+        [Stream([{"type": "MODIFIED", "object": _heavy("a", 11)}]), Stream([], hold=True)],
+    )
+    seen: list[dict[str, Any]] = []
+    task = asyncio.create_task(
+        follow_forever(server, "loadbalancers", "shop", lambda kind, body: seen.append(body))  # type: ignore[arg-type]
+    )
+    try:
+        async with asyncio.timeout(5):
+            await server.all_served.wait()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(seen) == 2  # listed, then watched
+    for body in seen:
+        assert "managedFields" not in body["metadata"]
+        assert body["metadata"]["annotations"] == {"lboperator.dev/reconcile": "{}"}
