@@ -64,6 +64,19 @@ class Server:
         return {"items": items, "metadata": {"resourceVersion": str(version)}}
 
 
+async def _follow(server: Server, on_event: Any, **options: Any) -> None:
+    """Follow the stand-in until it has served every scripted stream."""
+    task = asyncio.create_task(
+        follow_forever(server, "loadbalancers", "shop", on_event, **options)  # type: ignore[arg-type]
+    )
+    try:
+        async with asyncio.timeout(5):
+            await server.all_served.wait()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_gone_lists_again_and_reports_what_was_deleted_meanwhile() -> None:
     expired = {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old resource version"}
     bookmark = {"kind": "LoadBalancer", "metadata": {"resourceVersion": "12"}}
@@ -84,22 +97,12 @@ async def test_gone_lists_again_and_reports_what_was_deleted_meanwhile() -> None
         gaps += 1
 
     following = Following()
-    task = asyncio.create_task(
-        follow_forever(
-            server,  # type: ignore[arg-type]
-            "loadbalancers",
-            "shop",
-            lambda kind, body: seen.append((kind, body["metadata"]["name"])),
-            on_gap=gap,
-            following=following,
-        )
+    await _follow(
+        server,
+        lambda kind, body: seen.append((kind, body["metadata"]["name"])),
+        on_gap=gap,
+        following=following,
     )
-    try:
-        async with asyncio.timeout(5):
-            await server.all_served.wait()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
     # Resumed from the list, then from the bookmark, then from the second list.
     assert server.resumed_from == ["10", "12", "20"]
@@ -125,15 +128,7 @@ async def test_objects_are_delivered_without_what_nobody_reads() -> None:
         [Stream([{"type": "MODIFIED", "object": _heavy("a", 11)}]), Stream([], hold=True)],
     )
     seen: list[dict[str, Any]] = []
-    task = asyncio.create_task(
-        follow_forever(server, "loadbalancers", "shop", lambda kind, body: seen.append(body))  # type: ignore[arg-type]
-    )
-    try:
-        async with asyncio.timeout(5):
-            await server.all_served.wait()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await _follow(server, lambda kind, body: seen.append(body))
     assert len(seen) == 2  # listed, then watched
     for body in seen:
         assert "managedFields" not in body["metadata"]
