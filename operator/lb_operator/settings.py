@@ -65,6 +65,13 @@ class OperatorSettings(BaseModel):
         description="Seconds one cloud API request may take at most (LBOP_CLOUD_REQUEST_TIMEOUT); a "
         "handler attempt's own deadline cuts it shorter.",
     )
+    cloud_connections: int = Field(
+        default=100,
+        ge=1,
+        description="Connections to the cloud API this replica keeps open at most (LBOP_CLOUD_CONNECTIONS): "
+        "its cloud requests in flight at once. The changes of different load balancers run in parallel, "
+        "so below the trees a replica serves it is what bounds them at a real cloud's pace.",
+    )
     cloud_token_file: Path | None = Field(
         default=None,
         description="File holding the API token, e.g. a mounted Secret (LBOP_CLOUD_TOKEN_FILE). "

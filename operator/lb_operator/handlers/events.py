@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import kopf
@@ -50,3 +51,21 @@ class BookkeepingIsQuiet(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.levelno == logging.INFO and str(record.msg) in self._lines)
+
+
+class EmptiedAnnotationsAreConsistent(logging.Filter):
+    """Kopf checks each of its patches against the object the API server returns, and warns of any
+    difference. Removing its retry record when it was the object's last annotation is one: the API
+    server drops the empty map, and Kopf takes that for the patch not applied ("Merge-patching finished
+    with inconsistencies"). Only that case is let through at DEBUG; any other difference still warns."""
+
+    _ONLY_REMOVED = re.compile(
+        r"Merge-patching finished with inconsistencies: "
+        r"\(\('remove', \('metadata', 'annotations'\), \{'[^']+': None(, '[^']+': None)*\}, None\),\)"
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and self._ONLY_REMOVED.fullmatch(str(record.msg)):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True

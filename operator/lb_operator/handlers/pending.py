@@ -41,9 +41,10 @@ logger = logging.getLogger(__name__)
 QUEUE_PATIENCE = 10
 """A change may take this many handler deadlines (``handler_timeout``) in all, its waits included."""
 
-REATTACH_DELAY = 0.1
-"""Seconds before Kopf retries a handler whose change is still under way: it awaits the same change, so
-the sooner it is back, the sooner the result is reported to Kopf (the change does not wait for it)."""
+REATTACH_DELAY = 0.0
+"""Seconds before Kopf retries a handler whose change is still under way: at once, as the watch event
+of Kopf's own retry record arrives (it awaits the same change, which does not wait for it). Any delay
+would cost a write more: Kopf wakes a delayed handler by writing a dummy annotation."""
 
 
 @dataclass

@@ -16,7 +16,11 @@ import kopf
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
 from lb_operator.handlers import changes, deletion, drift, lifecycle
-from lb_operator.handlers.events import BookkeepingIsQuiet, RetriesAreNotErrors
+from lb_operator.handlers.events import (
+    BookkeepingIsQuiet,
+    EmptiedAnnotationsAreConsistent,
+    RetriesAreNotErrors,
+)
 
 DRIFT_ID = "drift"
 """The drift daemon's handler id."""
@@ -36,6 +40,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     if not any(isinstance(f, RetriesAreNotErrors) for f in objects_logger.filters):
         objects_logger.addFilter(RetriesAreNotErrors())
         objects_logger.addFilter(BookkeepingIsQuiet(DEPARTURES_ID))
+        objects_logger.addFilter(EmptiedAnnotationsAreConsistent())
 
     kopf.on.login(registry=registry)(lifecycle.login)
     kopf.on.startup(registry=registry)(lifecycle.on_startup)

@@ -84,6 +84,7 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
             token_file=settings.cloud_token_file,
             request_timeout=settings.cloud_request_timeout,
             connect_timeout=min(5.0, settings.cloud_request_timeout),
+            connection_limit=settings.cloud_connections,
         )
     )
     try:
