@@ -1,57 +1,61 @@
 """The periodic drift check: the cloud is read again and set back to the spec if it drifted.
 
-One Kopf daemon per object, looping: rest for ``LBOP_RESYNC_INTERVAL`` (the
-first time a random part of it, so that checks spread evenly), check, rest.
+One sweep per replica (``DriftSweep``), not a Kopf daemon per object: it
+goes over the objects of this replica's view (``Mirror``, one watch per
+kind) every ``TICK`` and checks each object at rest once per
+``LBOP_RESYNC_INTERVAL`` — the first time after a random part of it, so
+that checks spread evenly. The checks of a replica share one list of the
+cloud per kind and interval (``reconcile.snapshot``): an object listed in
+sync costs no request. A failed check is retried sooner, by the sweep (Kopf
+retries only its change handlers).
 
-Why a daemon and not a Kopf timer: Kopf sees an object leave this replica's
-label-selected watch as DELETED and forgets it, but keeps its timers running
-with the body it last saw — and that body (the DELETED event carries the
-object as it was *before* the change) still says the object is this
-replica's. Such an orphaned timer would check, report and retry on an
-object another replica owns, for the life of the process, and hold up its
-exit. Here the DELETED event marks the object's memo as departed
-(``on_event``), which ends its daemon at once. A check that runs anyway
-(before the event arrives) writes nothing: its writes prove ownership first.
+Why not a daemon per object: at 10,000 objects that is 10,000 tasks, each
+with Kopf's bookkeeping, for a check that runs once in five minutes; and
+Kopf keeps a daemon of an object that left the label-selected watch running
+with the body from before. The sweep reads the view afresh every time: an
+object that moved away, is being deleted, or is not at rest is not checked,
+and a check that runs anyway (before its view showed the move) writes
+nothing: its writes prove ownership first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from lb_operator.handlers.changes import reconcile
 from lb_operator.handlers.pending import Pending
-from lb_operator.handlers.running import busy, running
-from lb_operator.reconcile.engine import Context
 from lb_operator.reconcile.resources import Resource
 from lb_operator.sharding.drain import refuses
+from lb_operator.sharding.streams import Mirror
 
-DEPARTED = "departed"
-"""Key in an object's Kopf memo: an ``asyncio.Event`` set when the object left this replica's watch."""
+logger = logging.getLogger(__name__)
 
 AT_REST = frozenset({("Ready", "True"), ("Synced", "True")})
 WAITS_FOR_A_PERSON = frozenset({"CloudRejected", "Conflict"})
 
+TICK = 1.0
+"""Seconds between two looks of the sweep at its view: a check is due at most this late."""
 
-def departure(memo: kopf.Memo) -> asyncio.Event:
-    """The event set when this object leaves this replica (its memo is the object's own)."""
-    event = memo.get(DEPARTED)
-    if event is None:
-        event = memo[DEPARTED] = asyncio.Event()
-    assert isinstance(event, asyncio.Event)
-    return event
+CHECKS_AT_ONCE = 16
+"""Drift checks of one replica under way at once (most cost nothing: the shared list shows them in sync)."""
 
 
 async def on_event(type: str | None, body: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
     """Every watch event of every object: a DELETED one (the object is gone, or left this replica's
-    watch) ends the object's drift daemon here, and withdraws its change if it has not begun."""
+    watch) withdraws its change if it has not begun (``handlers.pending``). The first one starts the
+    drift sweep: from inside Kopf's handling of an object, whose context lets it post Events (Kopf's
+    poster is reachable only from there, not from a start-up handler)."""
+    sweep: DriftSweep | None = memo.get("drift")
+    if sweep is not None:
+        sweep.start()
     if type == "DELETED":
-        departure(memo).set()
         pending: Pending | None = memo.get("pending")
         if pending is not None:
             pending.withdraw(str(body["metadata"]["uid"]), "it left this replica's watch")
@@ -88,38 +92,114 @@ def drift_check_due(body: Mapping[str, Any], shard: str | None, *, retrying: boo
     return True
 
 
-async def _rest(seconds: float, stopped: kopf.DaemonStopped, departed: asyncio.Event) -> bool:
-    """Sleep ``seconds``; ``True`` (stop checking) as soon as Kopf stops the daemon or the object departs."""
-    waits = [asyncio.ensure_future(stopped.wait()), asyncio.ensure_future(departed.wait())]
-    try:
-        done, _ = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
-        for wait in waits:
-            with contextlib.suppress(asyncio.CancelledError):
-                await wait
-    return bool(done) or departed.is_set()
+Check = Callable[[Mapping[str, Any], int], Awaitable[None]]
+"""Runs one drift check of an object (its body, the retries so far); raises as a handler would."""
 
 
-async def on_drift(body: Mapping[str, Any], memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    """Check the object every interval while it stays on this replica; a failed check is retried sooner."""
-    ctx: Context = memo["context"]
-    departed = departure(memo)
-    pause = random.uniform(0, ctx.settings.resync_interval)
-    retries = 0
-    while not await _rest(pause, stopped, departed):
-        pause = ctx.settings.resync_interval
-        due = drift_check_due(body, ctx.shard, retrying=retries > 0)
-        if not due or busy(memo, str(body["metadata"]["uid"])):
-            retries = 0
-            continue
+@dataclass
+class _Due:
+    at: float
+    retries: int = 0
+
+
+class DriftSweep:
+    """Checks every object of this replica at rest once per ``interval``, ``CHECKS_AT_ONCE`` at a time.
+
+    ``busy(uid)``: whether a handler of this replica works on the object now (then the check waits for
+    the next interval). ``stop_grace``: seconds the checks under way get to end when the sweep is
+    stopped, before they are cancelled (a check cut off mid-change leaves that change in doubt: the
+    next reconcile finds what it did by its tag).
+    """
+
+    def __init__(
+        self,
+        mirror: Mirror,
+        interval: float,
+        shard: str | None,
+        check: Check,
+        busy: Callable[[str], bool] = lambda uid: False,
+        stop_grace: float = 2.0,
+    ) -> None:
+        self._stop_grace = stop_grace
+        self._mirror = mirror
+        self._interval = interval
+        self._shard = shard
+        self._check = check
+        self._busy = busy
+        self._due: dict[str, _Due] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(CHECKS_AT_ONCE)
+        self._task: asyncio.Task[None] | None = None
+        self.checks = 0  # started so far
+
+    def start(self) -> None:
+        """Start sweeping (once); the task inherits the caller's context."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="drift sweep")
+
+    async def stop(self) -> None:
+        """Stop sweeping; the checks under way get ``stop_grace``."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def run(self) -> None:
+        """Sweep until cancelled; then give the checks under way ``stop_grace`` to end."""
         try:
-            async with running(memo, body):
-                await reconcile(body, retries, memo, resync=True)
-            retries = 0
-        except kopf.TemporaryError as failed:  # reported in status; this daemon retries it, as Kopf would
-            retries += 1
-            pause = min(float(failed.delay or ctx.settings.retry_delay), ctx.settings.resync_interval)
-        except kopf.PermanentError:
-            retries = 0  # reported in status; a person changes the spec, and its handler takes over
+            while True:
+                self.sweep()
+                await asyncio.sleep(TICK)
+        finally:
+            await self._stop()
+
+    def sweep(self) -> None:
+        """One look at the view: start the checks that are due."""
+        now = asyncio.get_running_loop().time()
+        seen = set()
+        for body in self._mirror.bodies():
+            uid = str(body["metadata"]["uid"])
+            seen.add(uid)
+            due = self._due.get(uid)
+            if due is None:  # new here: its first check at a random point of the interval
+                self._due[uid] = _Due(now + random.uniform(0, self._interval))
+                continue
+            if due.at > now or uid in self._running:
+                continue
+            if not drift_check_due(body, self._shard, retrying=due.retries > 0) or self._busy(uid):
+                self._due[uid] = _Due(now + self._interval)
+                continue
+            due.at = now + self._interval
+            self._start(uid, body, due)
+        for uid in [uid for uid in self._due if uid not in seen]:
+            del self._due[uid]  # gone from the view: deleted, or (without sharding) never ours
+
+    def _start(self, uid: str, body: Mapping[str, Any], due: _Due) -> None:
+        self.checks += 1
+        task = asyncio.create_task(self._run_check(uid, body, due), name=f"drift check {uid}")
+        self._running[uid] = task
+        task.add_done_callback(lambda _: self._running.pop(uid, None))
+
+    async def _run_check(self, uid: str, body: Mapping[str, Any], due: _Due) -> None:
+        async with self._slots:
+            try:
+                await self._check(body, due.retries)
+                due.retries = 0
+            except kopf.TemporaryError as failed:  # reported in status; retried sooner, as Kopf would
+                due.retries += 1
+                delay = max(TICK, float(failed.delay or 0))
+                due.at = asyncio.get_running_loop().time() + min(delay, self._interval)
+            except kopf.PermanentError:
+                due.retries = 0  # reported in status; a person changes the spec, and its handler takes over
+            except Exception:
+                logger.exception("the drift check of %s failed unexpectedly; again next interval", uid)
+                due.retries = 0
+
+    async def _stop(self) -> None:
+        tasks = list(self._running.values())
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=self._stop_grace)
+        for task in late:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -12,15 +12,19 @@ from aiohttp import web
 
 from lb_operator.api import GROUP
 from lb_operator.handlers import bookkeeping, metrics
+from lb_operator.handlers.changes import reconcile
+from lb_operator.handlers.drift import DriftSweep
 from lb_operator.handlers.events import post_event
 from lb_operator.handlers.journal import Journal
 from lb_operator.handlers.pending import Pending
+from lb_operator.handlers.running import busy, running
 from lb_operator.handlers.runtime import close_context, open_context
 from lb_operator.reconcile.engine import Context
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
 from lb_operator.sharding import FINALIZER, SHARD_LABEL
 from lb_operator.sharding.replica import Replica
+from lb_operator.sharding.streams import Mirror
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +62,8 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     settings.queueing.exit_timeout = context.settings.shutdown_grace
     pending = memo.get("pending") or Pending(context.settings.handler_timeout)
     memo["pending"] = pending
+    if context.mirror is not None and "drift" not in memo:
+        memo["drift"] = _sweep(memo, context, context.mirror)  # started by the first watch event
     if (
         context.settings.sharding
         and context.mutex is not None
@@ -77,6 +83,23 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         )
         replica.start()
         memo["replica"] = replica
+
+
+def _sweep(memo: kopf.Memo, context: Context, mirror: Mirror) -> DriftSweep:
+    """The replica's drift checks (``drift.DriftSweep``), each run as a handler run is (``running``)."""
+
+    async def check(body: Mapping[str, Any], retries: int) -> None:
+        async with running(memo, body):
+            await reconcile(body, retries, memo, resync=True)
+
+    return DriftSweep(
+        mirror,
+        context.settings.resync_interval,
+        context.shard,
+        check,
+        lambda uid: busy(memo, uid),
+        context.settings.shutdown_grace,
+    )
 
 
 def _leaving(context: Context, pending: Pending, body: Mapping[str, Any], going: bool) -> None:
@@ -99,6 +122,9 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
     context = memo.get("context")
     if pending is not None and context is not None:
         await pending.close(context.settings.shutdown_grace)  # before the objects go to the others
+    drift: DriftSweep | None = memo.get("drift")
+    if drift is not None:
+        await drift.stop()  # checks under way get their grace
     replica: Replica | None = memo.get("replica")
     if replica is not None:
         await replica.stop()  # the member Lease last: survivors take over at once

@@ -3,8 +3,9 @@
 - create, update, resume → ``changes.on_change`` (one reconcile; a restarted
   replica picks up everything);
 - delete → ``deletion.on_delete`` (the cloud object goes before the finalizer);
-- a daemon per object → ``drift.on_drift`` (the periodic drift check), ended
-  when the object leaves this replica (``drift.on_event``);
+- every watch event → ``drift.on_event`` (a change of an object that left
+  this replica is withdrawn); the periodic drift check is one sweep per
+  replica (``drift.DriftSweep``, started in ``lifecycle``), not a handler;
 - start-up, clean-up, login, ``/healthz`` → ``lifecycle``.
 """
 
@@ -21,14 +22,6 @@ from lb_operator.handlers.events import (
     EmptiedAnnotationsAreConsistent,
     RetriesAreNotErrors,
 )
-
-DRIFT_ID = "drift"
-"""The drift daemon's handler id."""
-
-DRIFT_STOP_GRACE = 20.0
-"""Seconds a drift check under way may take to finish when Kopf stops its daemon (the object's deletion
-began, or the replica stops), before Kopf cancels it: a check cut off mid-change leaves a change in
-doubt. Below the chart's 30 s termination grace."""
 
 DEPARTURES_ID = "departures"
 """The handler id of ``drift.on_event``, which sees every watch event."""
@@ -51,6 +44,3 @@ def register(registry: kopf.OperatorRegistry) -> None:
             event(GROUP, VERSION, kind.plural, registry=registry, id="reconcile")(changes.on_change)
         kopf.on.delete(GROUP, VERSION, kind.plural, registry=registry, id="delete")(deletion.on_delete)
         kopf.on.event(GROUP, VERSION, kind.plural, registry=registry, id=DEPARTURES_ID)(drift.on_event)
-        kopf.daemon(GROUP, VERSION, kind.plural, registry=registry, id=DRIFT_ID, cancellation_timeout=1.0)(
-            drift.on_drift
-        )

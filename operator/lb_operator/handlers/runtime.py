@@ -17,7 +17,7 @@ from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
 from lb_operator.health import WatchHealth
 from lb_operator.mutex import LeaseMutex
 from lb_operator.reconcile.engine import Context
-from lb_operator.reconcile.parents import PARENT_KINDS, ParentWatch
+from lb_operator.reconcile.parents import ParentWatch
 from lb_operator.reconcile.resources import Resource, ResourceAPI
 from lb_operator.reconcile.snapshot import CloudSnapshot
 from lb_operator.settings import OperatorSettings
@@ -107,10 +107,9 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
         settings.namespace,
     )
     health = WatchHealth()
-    # One watch per kind for the whole process: parents for wake-ups; all five when sharding (the sharder
-    # and the drains listen too).
-    kinds = list(ALL_KINDS) if settings.sharding else [k for k in ALL_KINDS if k.kind in PARENT_KINDS]
-    mirror = Mirror(client.CustomObjectsApi(api), settings.watch_namespaces, kinds, health)
+    # One watch per kind for the whole process: the drift sweep, the parents' wake-ups and, when
+    # sharding, the sharder and the drains all read it.
+    mirror = Mirror(client.CustomObjectsApi(api), settings.watch_namespaces, list(ALL_KINDS), health)
     parents = ParentWatch(mirror)
     parents.start()
     mirror.start()

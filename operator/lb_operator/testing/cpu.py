@@ -77,7 +77,7 @@ def between(before: Sample, after: Sample) -> Usage:
     seconds = {name: after.groups[name] - before.groups.get(name, 0.0) for name in after.groups}
     return Usage(
         os.cpu_count() or 1,
-        busy / total if total else float("nan"),
+        min(1.0, busy / total) if total else float("nan"),  # a fully busy machine: 1 (not 1 + rounding)
         seconds,
         max(0.0, busy - sum(seconds.values())),
     )

@@ -176,7 +176,7 @@ def test_a_replica_leaves_alone_what_moved_away_and_still_exits_at_once(crds: Cl
         )
         assert runs(first.process.pid) == {}, "the old owner still worked on objects that moved away"
 
-        # Their drift daemons must not hold up its exit either (Kopf waits 5 s for tasks left after cleanup).
+        # Its drift checks must not hold up its exit either (Kopf waits 5 s for tasks left after cleanup).
         stopped_at = time.monotonic()
         first.stop()
         exited_after = time.monotonic() - stopped_at
