@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 import pytest
+from prometheus_client import REGISTRY
 
 from lb_operator.handlers.pending import REATTACH_DELAY, Pending
 
@@ -193,3 +194,19 @@ async def test_stopping_withdraws_queued_changes_and_gives_locked_ones_a_grace()
     await closing
     assert working.ended, "a change under the lock was not given its grace"
     assert stuck.cancelled, "a change past its grace was not cancelled"
+
+
+async def test_the_changes_under_way_are_counted_and_so_are_handlers_that_outlived_their_deadline() -> None:
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    under_way, outliving = sample("lbop_changes_under_way"), sample("lbop_changes_outliving_handler_total")
+    pending, change = Pending(handler_timeout=1.0), Stand()
+    with pytest.raises(kopf.TemporaryError):
+        await pending.await_change(_body(), _soon(0.01), change)
+    assert sample("lbop_changes_under_way") == under_way + 1
+    assert sample("lbop_changes_outliving_handler_total") == outliving + 1
+    change.lock.set()
+    change.end.set()
+    await pending.await_change(_body(), _soon(1.0), change)
+    assert sample("lbop_changes_under_way") == under_way

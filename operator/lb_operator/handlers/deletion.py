@@ -31,8 +31,8 @@ async def on_delete(body: Mapping[str, Any], retry: int, memo: kopf.Memo, **_: A
     """Delete the cloud object; one already gone is success, so the finalizer never hangs on it.
 
     A change of the object still queued is withdrawn first; one that holds
-    the lock ends before this deletion gets it (it writes nothing: its
-    proof of ownership sees the deletion)."""
+    the lock ends before this deletion gets it (if it has not proven
+    ownership yet, its proof sees the deletion and it writes nothing)."""
     pending: Pending | None = memo.get("pending")
     if pending is not None:
         pending.withdraw(str(body["metadata"]["uid"]), "its deletion began")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from prometheus_client import REGISTRY, Counter, generate_latest
+from prometheus_client import REGISTRY, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 logger = logging.getLogger(__name__)
@@ -16,6 +16,17 @@ RECONCILES = Counter(
     "outcome: 'Ready', the reason it is not Ready yet (e.g. 'Provisioning'), or the reason it failed "
     "(e.g. 'ParentNotReady', 'Busy', 'DeadlineExceeded', 'CloudRejected', 'UnexpectedError').",
     ["kind", "trigger", "outcome"],
+)
+
+CHANGES_UNDER_WAY = Gauge(
+    "lbop_changes_under_way",
+    "Changes of this replica under way: queued behind the other changes of their tree, waiting for "
+    "their parent, or at work (handlers.pending).",
+)
+
+CHANGES_OUTLIVING = Counter(
+    "lbop_changes_outliving_handler",
+    "Handler attempts that reached their deadline while their change went on in its place.",
 )
 
 

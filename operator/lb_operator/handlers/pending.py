@@ -36,6 +36,8 @@ from typing import Any
 
 import kopf
 
+from lb_operator.handlers import metrics
+
 logger = logging.getLogger(__name__)
 
 QUEUE_PATIENCE = 10
@@ -107,6 +109,7 @@ class Pending:
             raise
         change.waiters -= 1
         if not done:
+            metrics.CHANGES_OUTLIVING.inc()
             if change.waiters == 0 and self._changes.get(uid) is change:
                 change.abandon = loop.call_later(self.abandoned_after, self._abandoned, change)
             raise kopf.TemporaryError(
@@ -157,12 +160,14 @@ class Pending:
             await start(locked)
 
         task = asyncio.create_task(run(), name=f"change {uid}")
+        metrics.CHANGES_UNDER_WAY.inc()
         made = change = self._changes[uid] = _Change(uid, generation, task)
         task.add_done_callback(lambda _: self._ended(made))
         return change
 
     def _ended(self, change: _Change) -> None:
         """A change ended: keep its result for the handler's retry, at most ``abandoned_after``."""
+        metrics.CHANGES_UNDER_WAY.dec()
         if not change.task.cancelled():
             change.task.exception()  # retrieved: a result nobody comes for is not an "unretrieved" error
         if self._changes.get(change.uid) is change and change.waiters == 0 and change.abandon is None:

@@ -75,5 +75,7 @@ def test_a_replica_serves_its_metrics_and_health(
         assert _total(samples, "lbop_cloud_request_seconds_count") > len(manifests)
         assert _total(samples, "lbop_shard_objects", member="operator-0") == len(manifests)
         assert _total(samples, "lbop_sharder_leader") == 1
+        assert ("lbop_changes_under_way", frozenset()) in samples, "the gauge of changes is not served"
+        assert _total(samples, "lbop_changes_under_way") == 0, "a change is still under way at rest"
     finally:
         operator.stop()
