@@ -16,7 +16,10 @@ import kopf
 import pytest
 from prometheus_client import REGISTRY
 
-from lb_operator.handlers.pending import REATTACH_DELAY, Pending
+from lb_operator.handlers import changes
+from lb_operator.handlers.pending import REATTACH_DELAY, WITHDRAWN_RETRY, Pending
+from lb_operator.handlers.running import DRAINED_RETRY
+from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
 
 
 def _body(generation: int = 1, uid: str = "u-1") -> dict[str, Any]:
@@ -142,14 +145,17 @@ async def test_a_cancelled_handler_leaves_a_change_under_the_lock_to_end() -> No
     assert not change.cancelled
 
 
-@pytest.mark.parametrize("why", ["left the watch", "being deleted", "drained"])
-async def test_a_withdrawn_change_ends_its_awaiting_handler_with_a_retry(why: str) -> None:
+@pytest.mark.parametrize("why", ["it left this replica's watch", "it is drained to another replica"])
+async def test_a_withdrawn_change_ends_its_awaiting_handler_with_a_later_retry(why: str) -> None:
+    # The object is leaving: an immediate retry would only cost Kopf a write of its retry record more.
     pending, change = Pending(handler_timeout=1.0), Stand()
     handler = asyncio.create_task(pending.await_change(_body(), _soon(10.0), change))
     await _settle()
     pending.withdraw("u-1", why)
-    with pytest.raises(kopf.TemporaryError, match="withdrawn"):
+    with pytest.raises(kopf.TemporaryError, match="withdrawn") as retried:
         await handler
+    assert why in str(retried.value)
+    assert retried.value.delay == WITHDRAWN_RETRY
     assert change.cancelled
 
 
@@ -210,3 +216,13 @@ async def test_the_changes_under_way_are_counted_and_so_are_handlers_that_outliv
     change.end.set()
     await pending.await_change(_body(), _soon(1.0), change)
     assert sample("lbop_changes_under_way") == under_way
+
+
+async def test_a_drained_object_starts_no_change() -> None:
+    pending = Pending(handler_timeout=1.0)
+    body = _body()
+    body["metadata"]["labels"] = {SHARD_LABEL: "replica-a", DRAIN_LABEL: "replica-b"}
+    with pytest.raises(kopf.TemporaryError, match="moving to another replica") as retried:
+        await changes.on_change(body, 0, kopf.Memo(context=None, pending=pending))
+    assert retried.value.delay == DRAINED_RETRY
+    assert len(pending) == 0

@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 QUEUE_PATIENCE = 10
 """A change may take this many handler deadlines (``handler_timeout``) in all, its waits included."""
 
+WITHDRAWN_RETRY = 5.0
+"""Seconds before Kopf retries a handler whose change was withdrawn while it awaited it: the object is
+leaving this replica (drained, or gone from its watch), so the retry most likely never comes here."""
+
 REATTACH_DELAY = 0.0
 """Seconds before Kopf retries a handler whose change is still under way: at once, as the watch event
 of Kopf's own retry record arrives (it awaits the same change, which does not wait for it). Any delay
@@ -55,6 +59,7 @@ class _Change:
     generation: int | None
     task: asyncio.Task[None]
     holds_lock: bool = False
+    withdrawn: str | None = None  # why, once withdrawn
     waiters: int = 0
     abandon: asyncio.TimerHandle | None = field(default=None, repr=False)
 
@@ -119,8 +124,9 @@ class Pending:
             )
         if self._changes.get(uid) is change:
             del self._changes[uid]
-        if change.task.cancelled():  # withdrawn meanwhile (the object left, or is being deleted)
-            raise kopf.TemporaryError("its change was withdrawn; looking again", delay=REATTACH_DELAY)
+        if change.task.cancelled():  # withdrawn meanwhile: the object is leaving this replica
+            why = change.withdrawn or "cancelled"
+            raise kopf.TemporaryError(f"its change was withdrawn ({why})", delay=WITHDRAWN_RETRY)
         change.task.result()  # raises what the change raised
 
     def withdraw(self, uid: str, why: str) -> None:
@@ -130,6 +136,7 @@ class Pending:
             return
         if change.abandon is not None:
             change.abandon.cancel()
+        change.withdrawn = why
         if not change.holds_lock and not change.task.done():
             logger.debug("withdrawing the change of %s: %s", uid, why)
             change.task.cancel()
