@@ -21,7 +21,6 @@ nothing: its writes prove ownership first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,7 +29,7 @@ from typing import Any
 
 import kopf
 
-from lb_operator.handlers.pending import Pending
+from lb_operator.handlers.pending import Pending, end_within
 from lb_operator.reconcile.resources import Resource
 from lb_operator.sharding.drain import refuses
 from lb_operator.sharding.streams import Mirror
@@ -130,7 +129,6 @@ class DriftSweep:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(CHECKS_AT_ONCE)
         self._task: asyncio.Task[None] | None = None
-        self.checks = 0  # started so far
 
     def start(self) -> None:
         """Start sweeping (once); the task inherits the caller's context."""
@@ -174,7 +172,6 @@ class DriftSweep:
             del self._due[uid]  # gone from the view: deleted, or (without sharding) never ours
 
     def _start(self, uid: str, body: Mapping[str, Any], due: _Due) -> None:
-        self.checks += 1
         task = asyncio.create_task(self._run_check(uid, body, due), name=f"drift check {uid}")
         self._running[uid] = task
         task.add_done_callback(lambda _: self._running.pop(uid, None))
@@ -195,11 +192,4 @@ class DriftSweep:
                 due.retries = 0
 
     async def _stop(self) -> None:
-        tasks = list(self._running.values())
-        if not tasks:
-            return
-        _, late = await asyncio.wait(tasks, timeout=self._stop_grace)
-        for task in late:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await end_within(list(self._running.values()), self._stop_grace)

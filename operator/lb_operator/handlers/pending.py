@@ -53,6 +53,16 @@ of Kopf's own retry record arrives (it awaits the same change, which does not wa
 would cost a write more: Kopf wakes a delayed handler by writing a dummy annotation."""
 
 
+async def end_within(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    """Give ``tasks`` ``grace`` seconds to end, then cancel those still running; return once all ended."""
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=grace)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @dataclass
 class _Change:
     uid: str
@@ -146,13 +156,7 @@ class Pending:
         changes = list(self._changes.values())
         for change in changes:
             self.withdraw(change.uid, "the operator is stopping")
-        tasks = [c.task for c in changes if not c.task.done()]
-        if not tasks:
-            return
-        _, late = await asyncio.wait(tasks, timeout=grace)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await end_within([c.task for c in changes if not c.task.done()], grace)
 
     def _start(
         self, uid: str, generation: int | None, start: Callable[[Callable[[], None]], Awaitable[None]]
