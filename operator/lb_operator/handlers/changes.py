@@ -35,7 +35,7 @@ from lb_operator.cloud import CloudError, Invalid
 from lb_operator.handlers import metrics, status
 from lb_operator.handlers.events import post_event
 from lb_operator.handlers.pending import Pending
-from lb_operator.handlers.running import DRAINED_RETRY, running
+from lb_operator.handlers.running import DRAINED_RETRY, drained, running
 from lb_operator.mutex import HoldLost, LockTimeout
 from lb_operator.reconcile import engine
 from lb_operator.reconcile.engine import (
@@ -48,7 +48,6 @@ from lb_operator.reconcile.engine import (
 )
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource, VersionConflict
-from lb_operator.sharding.drain import refuses
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ async def on_change(body: Mapping[str, Any], retry: int, memo: kopf.Memo, **_: A
     """
     ctx: Context = memo["context"]
     pending: Pending | None = memo.get("pending")
-    if pending is not None and refuses(body):  # being drained away: no change starts here
+    if pending is not None and drained(memo, body):  # no change starts here
         raise kopf.TemporaryError("moving to another replica; it will continue there", delay=DRAINED_RETRY)
     if pending is None:  # run without start-up (unit tests): the change is the attempt
         async with running(memo, body):

@@ -22,7 +22,7 @@ async def running(memo: kopf.Memo, body: Mapping[str, Any]) -> AsyncIterator[Non
     replica: Replica | None = memo.get("replica")
     journal: Journal | None = memo.get("journal")
     uid = str(body["metadata"]["uid"])
-    if replica is not None and refuses(body):
+    if drained(memo, body):
         raise kopf.TemporaryError("moving to another replica; it will continue there", delay=DRAINED_RETRY)
     with replica.drainer.working_on(uid) if replica is not None else contextlib.nullcontext():
         if journal is not None:
@@ -32,6 +32,14 @@ async def running(memo: kopf.Memo, body: Mapping[str, Any]) -> AsyncIterator[Non
         finally:
             if journal is not None:
                 await journal.record(uid, "end")
+
+
+def drained(memo: kopf.Memo, body: Mapping[str, Any]) -> bool:
+    """Whether the object is being drained away, or was let go: by its labels, or — should the body
+    be older than the drain — by what this replica's drainer has seen."""
+    replica: Replica | None = memo.get("replica")
+    uid = str(body["metadata"]["uid"])
+    return refuses(body) or (replica is not None and replica.drainer.letting_go(uid))
 
 
 def busy(memo: kopf.Memo, uid: str) -> bool:

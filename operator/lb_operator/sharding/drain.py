@@ -7,10 +7,13 @@ handler of this replica runs on it, then removes the shard and drain labels
 before it gives the object to its new owner. So no object is worked on by
 two replicas at once, and nothing in flight is cut short.
 
-Known window: a handler Kopf decided to run just before it saw the drain
-label, but that has not yet entered ``working_on``, can start after the
-acknowledgement. The per-load-balancer Lease mutex still keeps its cloud
-calls serialized, and reconcile is idempotent.
+A handler may be asked to start with a body older than the drain label:
+Kopf's retry of an attempt, say, woken by its own retry record written just
+before the sharder's label. So the drainer remembers what it lets go, from
+the moment it sees the drain label (``letting_go``), and a handler refuses
+such an object whatever its body says, until the mirror shows the object
+given back to this replica. The mirror saw the drain label before the
+acknowledgement is sent, so no handler starts here after it.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class Drainer:
         self._mirror = mirror
         self._plurals = {kind.kind: kind.plural for kind in ALL_KINDS}
         self._running: Counter[str] = Counter()
+        self._let_go: set[str] = set()  # drained away (or being drained) since the mirror said so
         self._idle: dict[str, asyncio.Event] = {}
         self._acks: dict[str, asyncio.Task[None]] = {}
 
@@ -78,6 +82,11 @@ class Drainer:
     def busy(self, uid: str) -> bool:
         return uid in self._running
 
+    def letting_go(self, uid: str) -> bool:
+        """Whether ``uid`` is being drained away or was let go, and not given back since (as the mirror
+        tells it): no handler may start on it here, whatever the body it was handed says."""
+        return uid in self._let_go
+
     async def run(self) -> None:
         """Let go of this replica's objects labelled drain (from the mirror's news), until cancelled."""
         unlisten = self._mirror.listen(self._seen)
@@ -93,9 +102,14 @@ class Drainer:
             await asyncio.gather(*acks, return_exceptions=True)
 
     def _seen(self, kind: str, event: str, body: dict[str, Any]) -> None:
-        labels = (body.get("metadata") or {}).get("labels") or {}
-        mine = labels.get(SHARD_LABEL) == self._identity and DRAIN_LABEL in labels
-        if event in ("ADDED", "MODIFIED") and mine and kind in self._plurals:
+        metadata = body.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        uid = str(metadata.get("uid"))
+        ours = labels.get(SHARD_LABEL) == self._identity
+        if event == "DELETED" or (ours and DRAIN_LABEL not in labels):
+            self._let_go.discard(uid)  # gone, or (given back to us) ours again
+        elif event in ("ADDED", "MODIFIED") and ours and kind in self._plurals:
+            self._let_go.add(uid)
             self._acknowledge_later(self._plurals[kind], body)
 
     def _acknowledge_later(self, plural: str, body: dict[str, Any]) -> None:
