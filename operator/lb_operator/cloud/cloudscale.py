@@ -25,12 +25,9 @@ from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
 
-import aiohttp
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from lb_operator import __version__
-from lb_operator.cloud import metrics
-from lb_operator.cloud.errors import Busy, CloudError, Invalid, NotFound, Unauthorized
+from lb_operator.cloud.errors import CloudError, NotFound, Unauthorized
 from lb_operator.cloud.models import (
     HealthMonitor,
     HealthMonitorSpec,
@@ -49,6 +46,7 @@ from lb_operator.cloud.models import (
     PoolUpdate,
 )
 from lb_operator.cloud.settings import CloudscaleSettings
+from lb_operator.cloud.transport import Answer, Transport, decoded
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +57,9 @@ _POOLS = "load-balancers/pools"
 _LISTENERS = "load-balancers/listeners"
 _HEALTH_MONITORS = "load-balancers/health-monitors"
 
-# Statuses that mean "not now" rather than "never": the request may succeed unchanged later.
-_RETRIABLE = frozenset({408, 409, 425, 429})
 _MAX_DETAIL = 500
+DEFAULT_FLAVOR = "lb-standard"
+"""The flavor of a load balancer whose spec names none."""
 
 
 def _segment(uuid: str) -> str:
@@ -136,13 +134,15 @@ class CloudscaleClient:
     def __init__(self, settings: CloudscaleSettings) -> None:
         self._settings = settings
         self._base = settings.base_url.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
+        self._transport = Transport(
+            settings.base_url, settings.request_timeout, settings.connect_timeout, settings.connection_limit
+        )
         self._token: SecretStr | None = None
         self._token_stamp: tuple[int, int, int] | None = None
         self._token_checked_at = 0.0
 
     def __repr__(self) -> str:
-        state = "open" if self._session is not None else "closed"
+        state = "open" if self._transport.is_open else "closed"
         return f"<CloudscaleClient {self._base} {state}>"
 
     def __copy__(self) -> NoReturn:
@@ -164,22 +164,17 @@ class CloudscaleClient:
 
     async def open(self) -> None:
         """Read the token and open the connection pool. Raises ``ValueError`` if there is no token."""
-        if self._session is not None:
+        if self._transport.is_open:
             raise RuntimeError("this CloudscaleClient is already open; share it instead of opening it again")
         self._token_stamp = await asyncio.to_thread(self._settings.token_stamp)
         self._token = await asyncio.to_thread(self._settings.read_token)
         self._token_checked_at = asyncio.get_running_loop().time()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._settings.connection_limit),
-            headers={"Accept": "application/json", "User-Agent": f"lb-operator/{__version__}"},
-        )
+        self._transport.open()
 
     async def close(self) -> None:
         """Close the connection pool. Calls made after this raise ``RuntimeError``."""
-        session, self._session = self._session, None
         self._token = None
-        if session is not None:
-            await session.close()
+        await self._transport.close()
 
     async def __aenter__(self) -> CloudscaleClient:
         await self.open()
@@ -237,28 +232,15 @@ class CloudscaleClient:
         """
         token = await self._current_token()
         operation = f"{what} ({method} {path})"
-        status, reason, payload = await self._send(operation, method, path, token, body, params)
-        if status in (401, 403):
+        answer = await self._send(operation, method, path, token, body, params)
+        if answer.status in (401, 403):
             fresh = await self._current_token(now=True)
             if fresh.get_secret_value() != token.get_secret_value():
-                status, reason, payload = await self._send(operation, method, path, fresh, body, params)
-
-        if 200 <= status < 300:
-            if not payload.strip():
-                return None
-            try:
-                return json.loads(payload)
-            except ValueError:
-                raise CloudError(f"{operation} answered HTTP {status} with a body that is not JSON") from None
-        fields, detail = _read_error(payload)
-        if status == 404:
-            raise NotFound(operation, detail)
-        if status in _RETRIABLE or status >= 500:
-            said = "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items())
-            raise Busy(operation, detail or said or reason or "no reason given", status)
-        if status in (401, 403):
-            raise Unauthorized(operation, status, detail or reason or None)
-        raise Invalid(operation, status, fields, detail)
+                answer = await self._send(operation, method, path, fresh, body, params)
+        if answer.status in (401, 403):
+            detail = _read_error(answer.payload)[1]
+            raise Unauthorized(operation, answer.status, detail or answer.reason or None)
+        return decoded(operation, answer, _read_error)
 
     async def _send(
         self,
@@ -268,43 +250,9 @@ class CloudscaleClient:
         token: SecretStr,
         body: Mapping[str, Any] | None,
         params: Mapping[str, str] | None,
-    ) -> tuple[int, str, bytes]:
-        """One HTTP exchange: status, reason and body; ``Busy`` when no complete answer came back."""
-        session = self._session
-        if session is None:
-            raise RuntimeError("the CloudscaleClient is not open; use `async with` or await open() first")
-        timeout = aiohttp.ClientTimeout(
-            total=self._settings.request_timeout, sock_connect=self._settings.connect_timeout
-        )
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        outcome = "cancelled"
-        # Failures are re-raised `from None`: the library's exceptions carry the request,
-        # headers included, and the Authorization header must not travel with an error.
-        try:
-            async with session.request(
-                method,
-                f"{self._base}/{path}",
-                json=body,
-                params=params,
-                headers={"Authorization": f"Bearer {token.get_secret_value()}"},
-                timeout=timeout,
-            ) as response:
-                status = response.status
-                reason = response.reason or ""
-                payload = await response.read()
-            outcome = str(status)
-        except TimeoutError:
-            outcome = "timeout"
-            raise Busy(operation, f"no complete answer within {self._settings.request_timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            outcome = "connection"
-            raise Busy(operation, f"{type(exc).__name__}: {exc}") from None
-        finally:
-            metrics.REQUESTS.labels(method=method, outcome=outcome).inc()
-            metrics.REQUEST_SECONDS.labels(method=method).observe(loop.time() - started)
-        logger.debug("%s answered %d in %.3fs", operation, status, loop.time() - started)
-        return status, reason, payload
+    ) -> Answer:
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
+        return await self._transport.send(operation, method, path, headers, body, params)
 
     def _parse(self, what: str, model: type[M], data: Any) -> M:
         try:
@@ -347,7 +295,8 @@ class CloudscaleClient:
 
     async def create_load_balancer(self, spec: LoadBalancerSpec) -> LoadBalancer:
         """Create a load balancer; it is ``changing`` until the cloud has built it."""
-        return await self._create("load balancer", _LOAD_BALANCERS, spec.body(), LoadBalancer)
+        body = {"flavor": DEFAULT_FLAVOR, **spec.body()}
+        return await self._create("load balancer", _LOAD_BALANCERS, body, LoadBalancer)
 
     async def get_load_balancer(self, uuid: str) -> LoadBalancer:
         """Read a load balancer."""

@@ -61,15 +61,21 @@ class Unauthorized(CloudError):
     Secret holds a good token the next request goes through.
     """
 
-    def __init__(self, operation: str, status: int, detail: str | None = None) -> None:
+    def __init__(
+        self,
+        operation: str,
+        status: int,
+        detail: str | None = None,
+        credential: str = "the API token",
+        advice: str = "put a valid token with write access in the operator's Secret (token file or "
+        "CLOUDSCALE_API_TOKEN); it is re-read, and the objects recover by themselves",
+    ) -> None:
         self.operation = operation
         self.status = status
         self.detail = detail
         said = f": {detail}" if detail else ""
         super().__init__(
-            f"{operation} was refused: the API token was not accepted (HTTP {status}{said}); "
-            "put a valid token with write access in the operator's Secret (token file or "
-            "CLOUDSCALE_API_TOKEN); it is re-read, and the objects recover by themselves"
+            f"{operation} was refused: {credential} was not accepted (HTTP {status}{said}); {advice}"
         )
 
 
