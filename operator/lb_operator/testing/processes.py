@@ -11,7 +11,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from lb_operator.testing.cluster import Cluster
 from lb_operator.testing.controlplane import free_port
@@ -49,6 +49,10 @@ class SimulatorProcess:
             argv += [f"--{flag.replace('_', '-')}", text]
         self.process = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
         wait_for("the simulator to listen", self._up, 30, 0.05)
+
+    def env(self) -> dict[str, str]:
+        """What points an operator at this simulator."""
+        return {"CLOUDSCALE_API_TOKEN": SIMULATOR_TOKEN, "LBOP_CLOUD_URL": self.url}
 
     def _up(self) -> bool:
         if self.process.poll() is not None:
@@ -117,13 +121,19 @@ class SimulatorProcess:
         self.process.wait(timeout=10)
 
 
+class Cloud(Protocol):
+    """A cloud the tests start (the simulator, Octavia's API server): what points an operator at it."""
+
+    def env(self) -> dict[str, str]: ...
+
+
 class OperatorProcess:
-    """``lb-operator run`` against ``cluster`` and the simulator; ``settings`` become ``LBOP_*`` variables."""
+    """``lb-operator run`` against ``cluster`` and a cloud; ``settings`` become ``LBOP_*`` variables."""
 
     def __init__(
         self,
         cluster: Cluster,
-        simulator: SimulatorProcess,
+        simulator: Cloud,
         log: Path,
         *,
         kubeconfig: Path | None = None,
@@ -133,9 +143,8 @@ class OperatorProcess:
         env = dict(
             os.environ,
             KUBECONFIG=str(kubeconfig or cluster.kubeconfig),
-            CLOUDSCALE_API_TOKEN=SIMULATOR_TOKEN,
-            LBOP_CLOUD_URL=simulator.url,
             LBOP_NAMESPACE="default",
+            **simulator.env(),
         )
         env.update({f"LBOP_{key.upper()}": str(value) for key, value in settings.items()})
         self.process = subprocess.Popen(
