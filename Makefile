@@ -7,7 +7,7 @@ CONTROLPLANE_BUILD := tools/controlplane/build.sh
 HELM_BUILD := tools/helm/build.sh
 TOXIPROXY_BUILD := tools/toxiproxy/build.sh
 
-.PHONY: setup test test-modes chaos lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e bench-e2e-real bench-scale image kind-e2e clean
+.PHONY: setup test test-modes test-octavia octavia chaos lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e bench-e2e-real bench-scale image kind-e2e clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,14 @@ demo: setup binaries
 crds: setup
 	$(BIN)/python -m lb_operator.api crds
 	$(BIN)/python -m lb_operator.api charts/lb-operator/files/crds
+
+## octavia: Octavia's own API server (noauth, its provider played locally) on 127.0.0.1:9876 in the foreground
+octavia:
+	@python=$$(tools/octavia/build.sh) && $$python tools/octavia/serve.py --port 9876 --state "$${TMPDIR:-/tmp}/lb-operator-octavia"
+
+## test-octavia: the Octavia suites (its client and the operator against Octavia's own API server)
+test-octavia: setup binaries
+	$(BIN)/pytest tests/integration/octavia
 
 ## controlplane: run a local kube-apiserver + etcd in the foreground; prints `export KUBECONFIG=…`
 controlplane: setup binaries

@@ -54,10 +54,18 @@ class OperatorSettings(BaseModel):
         description="Namespaces whose objects this operator reconciles, comma-separated "
         "(LBOP_WATCH_NAMESPACES); empty: all namespaces.",
     )
-    cloud_url: str = Field(
-        default=DEFAULT_BASE_URL,
-        description="URL of the cloud's v1 API (LBOP_CLOUD_URL); default: cloudscale.ch over HTTPS. "
-        "Plain http:// only to a loopback address (the simulator): the token is never sent in cleartext.",
+    backend: Literal["cloudscale", "octavia"] = Field(
+        default="cloudscale",
+        description="Which cloud API the operator drives (LBOP_BACKEND): `cloudscale` (cloudscale.ch's v1 "
+        "API, or the simulator) or `octavia` (OpenStack Octavia's v2 API; credentials from OS_* variables "
+        "or clouds.yaml, see docs/backends.md).",
+    )
+    cloud_url: str | None = Field(
+        default=None,
+        description="URL of the cloud's API (LBOP_CLOUD_URL). cloudscale: its v1 API, default "
+        f"{DEFAULT_BASE_URL}. Octavia: the load-balancer endpoint, default the one in the Keystone "
+        "catalog; set with no Keystone credentials, a noauth Octavia (project from OS_PROJECT_ID). "
+        "Plain http:// only to a loopback address: a credential is never sent in cleartext.",
     )
     cloud_request_timeout: float = Field(
         default=30.0,
@@ -175,7 +183,9 @@ class OperatorSettings(BaseModel):
 
     @field_validator("cloud_url")
     @classmethod
-    def _no_token_in_cleartext(cls, url: str) -> str:
+    def _no_token_in_cleartext(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
         if not url.startswith(("http://", "https://")):
             raise ValueError("must start with https:// (or http:// to a loopback address)")
         if url.startswith("http://") and not is_loopback(url):

@@ -98,14 +98,21 @@ LOAD_BALANCER = Kind(
         "The load balancer wanted in the cloud.",
         {
             "zone": string(
-                "Cloud zone to create the load balancer in, e.g. `lpg1` or `rma1`.",
+                "Zone to create the load balancer in. cloudscale: required, e.g. `lpg1` or `rma1`. "
+                "Octavia: an availability zone (`openstack availability zone list`); optional.",
                 minLength=1,
-                maxLength=32,
-                pattern="^[a-z0-9-]+$",
+                maxLength=64,
+                pattern="^[a-zA-Z0-9_.-]+$",
             ),
-            "flavor": string("Size of the load balancer.", default="lb-standard", minLength=1, maxLength=64),
+            "flavor": string(
+                "Size of the load balancer. cloudscale: a flavor slug, default `lb-standard`. Octavia: a "
+                "flavor's name or ID (`openstack loadbalancer flavor list`), default the cloud's.",
+                minLength=1,
+                maxLength=64,
+            ),
             "vipAddresses": array(
-                "Virtual IPs in private subnets. Leave out for a public address.",
+                "Virtual IPs in private subnets. cloudscale: leave out for a public address. Octavia: "
+                "exactly one, with its subnetUUID.",
                 obj(
                     "One virtual IP.",
                     {
@@ -131,7 +138,6 @@ LOAD_BALANCER = Kind(
                 maxLength=255,
             ),
         },
-        required=["zone"],
         rules=[
             immutable("zone", "the cloud cannot move a load balancer between zones"),
             immutable("flavor", "the cloud cannot resize a load balancer"),

@@ -22,10 +22,9 @@ import json
 import logging
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar
-from urllib.parse import quote
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr
 
 from lb_operator.cloud.errors import CloudError, NotFound, Unauthorized
 from lb_operator.cloud.models import (
@@ -46,7 +45,7 @@ from lb_operator.cloud.models import (
     PoolUpdate,
 )
 from lb_operator.cloud.settings import CloudscaleSettings
-from lb_operator.cloud.transport import Answer, Transport, decoded
+from lb_operator.cloud.transport import Answer, OneInstance, Transport, decoded, parsed, segment
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +61,8 @@ DEFAULT_FLAVOR = "lb-standard"
 """The flavor of a load balancer whose spec names none."""
 
 
-def _segment(uuid: str) -> str:
-    """A UUID as one path segment. An empty one is refused: it would address the whole collection."""
-    if not uuid:
-        raise ValueError("an object UUID must not be empty")
-    return quote(uuid, safe="")
-
-
 def _members(pool: str) -> str:
-    return f"{_POOLS}/{_segment(pool)}/members"
+    return f"{_POOLS}/{segment(pool)}/members"
 
 
 def _flatten(prefix: str, value: Any, into: dict[str, list[str]]) -> None:
@@ -118,7 +110,7 @@ def _read_error(payload: bytes) -> tuple[dict[str, list[str]], str | None]:
     return fields, detail
 
 
-class CloudscaleClient:
+class CloudscaleClient(OneInstance):
     """One cloudscale.ch account: a shared connection pool and the calls of the ``Backend`` protocol.
 
     Use one per account for the whole process::
@@ -144,18 +136,6 @@ class CloudscaleClient:
     def __repr__(self) -> str:
         state = "open" if self._transport.is_open else "closed"
         return f"<CloudscaleClient {self._base} {state}>"
-
-    def __copy__(self) -> NoReturn:
-        raise TypeError(
-            "a CloudscaleClient owns the connection pool of one account and must not be copied; "
-            "share the one instance"
-        )
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> NoReturn:
-        self.__copy__()
-
-    def __reduce_ex__(self, protocol: Any) -> NoReturn:
-        self.__copy__()
 
     @property
     def settings(self) -> CloudscaleSettings:
@@ -254,24 +234,15 @@ class CloudscaleClient:
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
         return await self._transport.send(operation, method, path, headers, body, params)
 
-    def _parse(self, what: str, model: type[M], data: Any) -> M:
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise CloudError(
-                f"{what}: the API answered a {model.__name__} this client cannot read "
-                f"({exc.error_count()} problems, first: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
-            ) from None
-
     # --- the five operations, once for every kind ----------------------------------------------
 
     async def _create(self, kind: str, path: str, body: dict[str, Any], model: type[M]) -> M:
         what = f"create {kind}"
-        return self._parse(what, model, await self._request(what, "POST", path, body=body))
+        return parsed(what, model, await self._request(what, "POST", path, body=body))
 
     async def _get(self, kind: str, path: str, model: type[M]) -> M:
         what = f"get {kind}"
-        return self._parse(what, model, await self._request(what, "GET", path))
+        return parsed(what, model, await self._request(what, "GET", path))
 
     async def _update(self, kind: str, path: str, body: dict[str, Any]) -> None:
         if body:
@@ -289,7 +260,7 @@ class CloudscaleClient:
         data = await self._request(what, "GET", path, params=params or None)
         if not isinstance(data, list):
             raise CloudError(f"{what}: the API answered {type(data).__name__} where a list belongs")
-        return [self._parse(what, model, item) for item in data]
+        return [parsed(what, model, item) for item in data]
 
     # --- load balancers ------------------------------------------------------------------------
 
@@ -300,15 +271,15 @@ class CloudscaleClient:
 
     async def get_load_balancer(self, uuid: str) -> LoadBalancer:
         """Read a load balancer."""
-        return await self._get("load balancer", f"{_LOAD_BALANCERS}/{_segment(uuid)}", LoadBalancer)
+        return await self._get("load balancer", f"{_LOAD_BALANCERS}/{segment(uuid)}", LoadBalancer)
 
     async def update_load_balancer(self, uuid: str, changes: LoadBalancerUpdate) -> None:
         """Change a load balancer's name and/or tags."""
-        await self._update("load balancer", f"{_LOAD_BALANCERS}/{_segment(uuid)}", changes.body())
+        await self._update("load balancer", f"{_LOAD_BALANCERS}/{segment(uuid)}", changes.body())
 
     async def delete_load_balancer(self, uuid: str) -> None:
         """Delete a load balancer with all its children; success if it is gone already."""
-        await self._delete("load balancer", f"{_LOAD_BALANCERS}/{_segment(uuid)}")
+        await self._delete("load balancer", f"{_LOAD_BALANCERS}/{segment(uuid)}")
 
     async def list_load_balancers(self, tags: Mapping[str, str] | None = None) -> list[LoadBalancer]:
         """All load balancers, or those carrying ``tags``."""
@@ -322,15 +293,15 @@ class CloudscaleClient:
 
     async def get_pool(self, uuid: str) -> Pool:
         """Read a pool."""
-        return await self._get("pool", f"{_POOLS}/{_segment(uuid)}", Pool)
+        return await self._get("pool", f"{_POOLS}/{segment(uuid)}", Pool)
 
     async def update_pool(self, uuid: str, changes: PoolUpdate) -> None:
         """Change a pool's name and/or tags."""
-        await self._update("pool", f"{_POOLS}/{_segment(uuid)}", changes.body())
+        await self._update("pool", f"{_POOLS}/{segment(uuid)}", changes.body())
 
     async def delete_pool(self, uuid: str) -> None:
         """Delete a pool; success if it is gone already."""
-        await self._delete("pool", f"{_POOLS}/{_segment(uuid)}")
+        await self._delete("pool", f"{_POOLS}/{segment(uuid)}")
 
     async def list_pools(self, tags: Mapping[str, str] | None = None) -> list[Pool]:
         """All pools, or those carrying ``tags``."""
@@ -344,15 +315,15 @@ class CloudscaleClient:
 
     async def get_member(self, pool: str, uuid: str) -> Member:
         """Read a member of ``pool``."""
-        return await self._get("pool member", f"{_members(pool)}/{_segment(uuid)}", Member)
+        return await self._get("pool member", f"{_members(pool)}/{segment(uuid)}", Member)
 
     async def update_member(self, pool: str, uuid: str, changes: MemberUpdate) -> None:
         """Change a member's name, ``enabled`` and/or tags."""
-        await self._update("pool member", f"{_members(pool)}/{_segment(uuid)}", changes.body())
+        await self._update("pool member", f"{_members(pool)}/{segment(uuid)}", changes.body())
 
     async def delete_member(self, pool: str, uuid: str) -> None:
         """Remove a member; success if it (or its pool) is gone already."""
-        await self._delete("pool member", f"{_members(pool)}/{_segment(uuid)}")
+        await self._delete("pool member", f"{_members(pool)}/{segment(uuid)}")
 
     async def list_members(self, pool: str, tags: Mapping[str, str] | None = None) -> list[Member]:
         """The members of ``pool``, or those carrying ``tags``."""
@@ -366,15 +337,15 @@ class CloudscaleClient:
 
     async def get_listener(self, uuid: str) -> Listener:
         """Read a listener."""
-        return await self._get("listener", f"{_LISTENERS}/{_segment(uuid)}", Listener)
+        return await self._get("listener", f"{_LISTENERS}/{segment(uuid)}", Listener)
 
     async def update_listener(self, uuid: str, changes: ListenerUpdate) -> None:
         """Change a listener (anything but its pool)."""
-        await self._update("listener", f"{_LISTENERS}/{_segment(uuid)}", changes.body())
+        await self._update("listener", f"{_LISTENERS}/{segment(uuid)}", changes.body())
 
     async def delete_listener(self, uuid: str) -> None:
         """Delete a listener; success if it is gone already."""
-        await self._delete("listener", f"{_LISTENERS}/{_segment(uuid)}")
+        await self._delete("listener", f"{_LISTENERS}/{segment(uuid)}")
 
     async def list_listeners(self, tags: Mapping[str, str] | None = None) -> list[Listener]:
         """All listeners, or those carrying ``tags``."""
@@ -388,15 +359,15 @@ class CloudscaleClient:
 
     async def get_health_monitor(self, uuid: str) -> HealthMonitor:
         """Read a health monitor."""
-        return await self._get("health monitor", f"{_HEALTH_MONITORS}/{_segment(uuid)}", HealthMonitor)
+        return await self._get("health monitor", f"{_HEALTH_MONITORS}/{segment(uuid)}", HealthMonitor)
 
     async def update_health_monitor(self, uuid: str, changes: HealthMonitorUpdate) -> None:
         """Change a health monitor's timings, thresholds, HTTP options and/or tags."""
-        await self._update("health monitor", f"{_HEALTH_MONITORS}/{_segment(uuid)}", changes.body())
+        await self._update("health monitor", f"{_HEALTH_MONITORS}/{segment(uuid)}", changes.body())
 
     async def delete_health_monitor(self, uuid: str) -> None:
         """Delete a health monitor; success if it is gone already."""
-        await self._delete("health monitor", f"{_HEALTH_MONITORS}/{_segment(uuid)}")
+        await self._delete("health monitor", f"{_HEALTH_MONITORS}/{segment(uuid)}")
 
     async def list_health_monitors(self, tags: Mapping[str, str] | None = None) -> list[HealthMonitor]:
         """All health monitors, or those carrying ``tags``."""

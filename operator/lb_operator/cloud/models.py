@@ -146,11 +146,12 @@ class VipAddressSpec(_Write):
 
 
 class LoadBalancerSpec(_Write):
-    """Create a load balancer. ``zone`` is a slug (``lpg1``, ``rma1``)."""
+    """Create a load balancer. ``zone`` is a slug (``lpg1``, ``rma1``; on Octavia an availability zone);
+    ``flavor`` unset is each backend's default (cloudscale: ``lb-standard``; Octavia: none)."""
 
     name: Name
-    flavor: Name = "lb-standard"
-    zone: Name
+    flavor: Name | None = None
+    zone: Name | None = None
     vip_addresses: list[VipAddressSpec] | None = None
     tags: Tags = Field(default_factory=dict)
 

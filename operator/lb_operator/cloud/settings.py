@@ -129,3 +129,34 @@ def is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class OctaviaSettings(BaseModel):
+    """Where Octavia is and how long a request may take; who we are is ``cloud.credentials``'s.
+
+    ``base_url`` unset: the load-balancer endpoint comes from the Keystone
+    catalog. Set with no Keystone credentials: a ``noauth`` Octavia, whose
+    project is ``project_id`` (sent as ``X-Project-Id``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str | None = Field(
+        default=None,
+        description="The load-balancer endpoint (its root: `/v2/lbaas/…` is appended); default: from the "
+        "Keystone catalog.",
+    )
+    project_id: str | None = Field(
+        default=None, description="The project of a noauth Octavia (OS_PROJECT_ID)."
+    )
+    request_timeout: float = Field(default=30.0, gt=0, description="Seconds: bound on one request.")
+    connect_timeout: float = Field(default=5.0, gt=0, description="Seconds: bound on opening a connection.")
+    connection_limit: int = Field(default=10, ge=1, description="Connections kept open to the API at most.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OctaviaSettings:
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("the Octavia endpoint must start with http:// or https://")
+        if self.connect_timeout > self.request_timeout:
+            raise ValueError("need connect_timeout <= request_timeout")
+        return self

@@ -16,9 +16,11 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import quote
 
 import aiohttp
+from pydantic import BaseModel, ValidationError
 
 from lb_operator import __version__
 from lb_operator.cloud import metrics
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 RETRIABLE = frozenset({408, 409, 425, 429})
 """Statuses that mean "not now" rather than "never": the request may succeed unchanged later."""
+
+M = TypeVar("M", bound=BaseModel)
 
 ErrorReader = Callable[[bytes], tuple[dict[str, list[str]], str | None]]
 """Splits an error body into field messages (by dotted field name) and a general detail."""
@@ -134,3 +138,38 @@ def decoded(operation: str, answer: Answer, read_error: ErrorReader) -> Any:
         said = "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items())
         raise Busy(operation, detail or said or answer.reason or "no reason given", status)
     raise Invalid(operation, status, fields, detail)
+
+
+def segment(uuid: str) -> str:
+    """A UUID as one path segment. An empty one is refused: it would address the whole collection."""
+    if not uuid:
+        raise ValueError("an object UUID must not be empty")
+    return quote(uuid, safe="")
+
+
+def parsed(what: str, model: type[M], data: Any) -> M:
+    """``data`` read as ``model``; ``CloudError`` (naming the first problem) when it cannot be."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise CloudError(
+            f"{what}: the API answered a {model.__name__} this client cannot read "
+            f"({exc.error_count()} problems, first: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
+        ) from None
+
+
+class OneInstance:
+    """A client owns the connection pool of one account: it is shared, never copied (``copy``,
+    ``deepcopy`` and ``pickle`` raise), so no second pool or half-closed copy can exist."""
+
+    def __copy__(self) -> NoReturn:
+        name = type(self).__name__
+        raise TypeError(
+            f"a {name} owns the connection pool of one account and must not be copied; share the one instance"
+        )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NoReturn:
+        self.__copy__()
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        self.__copy__()

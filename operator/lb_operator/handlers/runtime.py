@@ -14,7 +14,8 @@ import kopf
 from kubernetes.aio import client, config
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
-from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
+from lb_operator.cloud import CloudError
+from lb_operator.cloud.backends import open_backend
 from lb_operator.health import WatchHealth
 from lb_operator.mutex import LeaseMutex
 from lb_operator.reconcile.engine import Context
@@ -91,18 +92,15 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
     settings = OperatorSettings.from_env()
     api = await kubernetes_client()
     await until_our_kinds_are_served(api)
-    cloud = CloudscaleClient(
-        CloudscaleSettings(
-            base_url=settings.cloud_url,
-            token_file=settings.cloud_token_file,
-            request_timeout=settings.cloud_request_timeout,
-            connect_timeout=min(5.0, settings.cloud_request_timeout),
-            connection_limit=settings.cloud_connections,
-        )
-    )
     try:
-        await cloud.open()
-    except ValueError as error:
+        cloud = await open_backend(
+            settings.backend,
+            settings.cloud_url,
+            settings.cloud_token_file,
+            settings.cloud_request_timeout,
+            settings.cloud_connections,
+        )
+    except (ValueError, CloudError) as error:  # a bad configuration, or Keystone refused or unreachable
         await api.close()  # type: ignore[no-untyped-call]
         raise kopf.PermanentError(str(error)) from None
     mutex: LeaseMutex | None = None
@@ -114,10 +112,7 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
             "LOCKING IS OFF (LBOP_LOCKING=false): concurrent cloud changes will conflict; tests only"
         )
     logger.info(
-        "lb-operator %s: cloud %s, locks in namespace %s",
-        settings.identity,
-        settings.cloud_url,
-        settings.namespace,
+        "lb-operator %s: cloud %r, locks in namespace %s", settings.identity, cloud, settings.namespace
     )
     health = WatchHealth()
     # One watch per kind for the whole process: the drift sweep, the parents' wake-ups and, when

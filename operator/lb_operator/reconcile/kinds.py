@@ -122,8 +122,8 @@ class LoadBalancers:
         ]
         spec = LoadBalancerSpec(
             name=obj.cloud_name,
-            flavor=obj.spec.get("flavor", "lb-standard"),
-            zone=obj.spec["zone"],
+            flavor=obj.spec.get("flavor"),
+            zone=obj.spec.get("zone"),
             vip_addresses=vips or None,
             tags=wanted_tags(obj),
         )

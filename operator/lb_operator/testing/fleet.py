@@ -21,13 +21,27 @@ def _object(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict[
 
 
 def fleet(
-    namespace: str, load_balancers: int, pools: int, members: int, *, zone: str = "lpg1"
+    namespace: str,
+    load_balancers: int,
+    pools: int,
+    members: int,
+    *,
+    zone: str | None = "lpg1",
+    vip_subnet: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``load_balancers`` x ``pools`` x (``members`` members + 1 listener + 1 health monitor)."""
+    """``load_balancers`` x ``pools`` x (``members`` members + 1 listener + 1 health monitor).
+
+    cloudscale's load balancers name a ``zone``; Octavia's a VIP subnet (``zone=None, vip_subnet=…``).
+    """
     objects = []
+    lb_spec: dict[str, Any] = {"tags": {"fleet": "demo"}}
+    if zone is not None:
+        lb_spec["zone"] = zone
+    if vip_subnet is not None:
+        lb_spec["vipAddresses"] = [{"subnetUUID": vip_subnet}]
     for lb in range(load_balancers):
         lb_name = f"lb{lb}"
-        objects.append(_object("LoadBalancer", lb_name, namespace, {"zone": zone, "tags": {"fleet": "demo"}}))
+        objects.append(_object("LoadBalancer", lb_name, namespace, lb_spec))
         for pool in range(pools):
             pool_name = f"{lb_name}-pool{pool}"
             objects.append(

@@ -8,6 +8,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -68,6 +69,7 @@ def test_the_chart_lints_clean(helm: Path) -> None:
         ("cloud.url=http://localhost.evil.example/v1", "/cloud/url"),
         ("shutdownGrace=0", "shutdownGrace"),
         ("health.port=9090", "must differ"),
+        ("cloud.backend=aws", "/cloud/backend"),
     ],
 )
 def test_the_values_schema_refuses_bad_values(helm: Path, value: str, complaint: str) -> None:
@@ -129,7 +131,8 @@ def test_the_deployment_runs_hardened_replicas_that_know_who_they_are(helm: Path
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
-    assert env["LBOP_CLOUD_URL"]["value"] == "https://api.cloudscale.ch/v1"
+    assert env["LBOP_BACKEND"]["value"] == "cloudscale"
+    assert "LBOP_CLOUD_URL" not in env  # the backend's own default: cloudscale's public API
     assert env["LBOP_CLOUD_TOKEN_FILE"]["value"].startswith("/var/run/secrets/")
     assert not any("TOKEN" in name and "value" in e and "FILE" not in name for name, e in env.items())
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -143,6 +146,35 @@ def test_the_deployment_runs_hardened_replicas_that_know_who_they_are(helm: Path
     kinds = {d["kind"] for d in documents}
     assert {"PodDisruptionBudget", "Service", "ClusterRole", "Role", "CustomResourceDefinition"} <= kinds
     assert not {"ServiceMonitor", "NetworkPolicy"} & kinds  # optional, off by default
+
+
+def test_an_octavia_release_mounts_its_clouds_yaml_or_names_its_noauth_project(helm: Path) -> None:
+    def operator_of(*values: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        deployment = next(d for d in _render(helm, *values) if d["kind"] == "Deployment")
+        pod: dict[str, Any] = deployment["spec"]["template"]["spec"]  # type: ignore[index]
+        return pod, {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+    pod, env = operator_of("--set", "cloud.backend=octavia")
+    assert env["LBOP_BACKEND"] == "octavia"
+    assert env["OS_CLIENT_CONFIG_FILE"] == "/var/run/secrets/lb-operator/cloud/clouds.yaml"
+    assert env["OS_CLOUD"] == "openstack"
+    assert "LBOP_CLOUD_TOKEN_FILE" not in env
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "cloud-credentials"]
+    assert volume["secret"]["secretName"] == "openstack-clouds"
+    assert volume["secret"]["items"] == [{"key": "clouds.yaml", "path": "clouds.yaml"}]
+
+    pod, env = operator_of(
+        "--set",
+        "cloud.backend=octavia",
+        "--set",
+        "cloud.url=http://127.0.0.1:9876",
+        "--set",
+        "cloud.octavia.projectId=p1",
+    )
+    assert (env["LBOP_CLOUD_URL"], env["OS_PROJECT_ID"]) == ("http://127.0.0.1:9876", "p1")
+    assert "OS_CLOUD" not in env
+    assert not [v for v in pod["volumes"] if v["name"] == "cloud-credentials"]
+    assert not [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "cloud-credentials"]
 
 
 def test_the_rendered_crds_are_the_repositorys_and_kept_on_uninstall(helm: Path) -> None:

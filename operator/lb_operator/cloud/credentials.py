@@ -1,0 +1,283 @@
+"""How the Octavia client proves who it is: Keystone tokens, or nothing (a ``noauth`` Octavia).
+
+``Keystone``: keystoneauth1 — the library every OpenStack client uses —
+with an application credential or a password (from ``OS_*`` variables or a
+mounted ``clouds.yaml``), scoped to one project. It finds the load-balancer
+endpoint in the token's service catalog. keystoneauth1 blocks (it speaks
+HTTP through ``requests``), so every call of it runs in a thread, and only
+when needed: the token is kept and sent until ``REFRESH_BEFORE`` seconds
+before it expires, then one task fetches the next while the others wait for
+it; a token Octavia refuses (401) is dropped and fetched afresh once.
+
+``NoAuth``: an Octavia run with ``auth_strategy = noauth`` (tests, and
+deployments that put their own proxy in front) takes the project from the
+``X-Project-Id`` header and no token.
+
+Neither ever writes a secret to a log, an error or a ``repr``; keystoneauth1's
+own request log (which hashes tokens but shows bodies) is kept at WARNING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from lb_operator.cloud.errors import Busy, Unauthorized
+
+logger = logging.getLogger(__name__)
+logging.getLogger("keystoneauth").setLevel(logging.WARNING)
+
+REFRESH_BEFORE = 300.0
+"""Seconds before its expiry a token is replaced (keystoneauth1's own margin is 120 s)."""
+
+SECRET_OPTIONS = frozenset({"password", "application_credential_secret", "token"})
+
+CLOUDS_YAML_PATHS = (
+    Path("clouds.yaml"),
+    Path.home() / ".config" / "openstack" / "clouds.yaml",
+    Path("/etc/openstack/clouds.yaml"),
+)
+"""Where ``clouds.yaml`` is looked for unless ``OS_CLIENT_CONFIG_FILE`` names it (openstacksdk's order)."""
+
+
+class Credentials(Protocol):
+    """What the Octavia client needs of its authentication."""
+
+    advice: str
+    """What to do when Octavia refuses: part of the ``Unauthorized`` message."""
+
+    async def open(self) -> str | None:
+        """Authenticate once (a bad configuration fails here); the endpoint the catalog names, if any."""
+        ...
+
+    async def headers(self) -> dict[str, str]:
+        """The headers of the next request (a token fetched afresh when it is about to expire)."""
+        ...
+
+    async def refused(self) -> bool:
+        """Octavia answered 401: drop the token; whether a fresh one is worth a second try."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class NoAuth:
+    """A ``noauth`` Octavia: the project in ``X-Project-Id``, no token."""
+
+    advice = "this Octavia expects no token (noauth); check LBOP_CLOUD_URL and OS_PROJECT_ID"
+
+    def __init__(self, project_id: str) -> None:
+        if not project_id:
+            raise ValueError("an Octavia without Keystone (noauth) needs a project: set OS_PROJECT_ID")
+        self._headers = {"X-Project-Id": project_id}
+
+    def __repr__(self) -> str:
+        return f"<NoAuth project {self._headers['X-Project-Id']}>"
+
+    async def open(self) -> str | None:
+        return None
+
+    async def headers(self) -> dict[str, str]:
+        return self._headers
+
+    async def refused(self) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+class KeystoneSettings(BaseModel):
+    """A keystoneauth1 plugin and its options, from ``OS_*`` variables or a ``clouds.yaml`` entry.
+
+    Secrets are ``SecretStr`` and validation errors never echo their input.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    auth_type: str = Field(
+        default="password", description="keystoneauth1 plugin: password, v3applicationcredential, …"
+    )
+    options: dict[str, str] = Field(description="The plugin's options that are not secret (auth_url, …).")
+    secrets: dict[str, SecretStr] = Field(default_factory=dict, description="password, credential secret.")
+    region_name: str | None = Field(default=None, description="Region of the load-balancer endpoint.")
+    interface: str = Field(default="public", description="Endpoint interface: public, internal or admin.")
+    source: str = Field(description="Where these came from, for messages (never their values).")
+
+    def __repr__(self) -> str:
+        return f"KeystoneSettings({self.auth_type} from {self.source})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KeystoneSettings | None:
+        """From ``OS_CLOUD`` (+ ``OS_CLIENT_CONFIG_FILE``) or ``OS_AUTH_URL`` and friends; ``None`` if
+        neither is set (no Keystone). Blocking (it may read a file): call it at start-up."""
+        env = os.environ if env is None else env
+        if env.get("OS_CLOUD"):
+            return cls.from_clouds_yaml(env["OS_CLOUD"], env.get("OS_CLIENT_CONFIG_FILE"))
+        if not env.get("OS_AUTH_URL"):
+            return None
+        from keystoneauth1 import loading
+
+        auth_type = env.get("OS_AUTH_TYPE") or (
+            "v3applicationcredential" if env.get("OS_APPLICATION_CREDENTIAL_ID") else "password"
+        )
+        try:
+            loader: Any = loading.get_plugin_loader(auth_type)
+        except Exception:  # keystoneauth1 raises its NoMatchingPlugin; any failure means the same
+            raise ValueError(f"OS_AUTH_TYPE={auth_type!r} is not a keystoneauth1 plugin") from None
+        names = {opt.dest: f"OS_{opt.dest.upper()}" for opt in loader.get_options()}
+        found = {dest: env[name] for dest, name in names.items() if env.get(name)}
+        return cls._split(
+            auth_type, found, env.get("OS_REGION_NAME"), env.get("OS_INTERFACE"), "OS_* variables"
+        )
+
+    @classmethod
+    def from_clouds_yaml(cls, cloud: str, path: str | None) -> KeystoneSettings:
+        candidates = [Path(path)] if path else list(CLOUDS_YAML_PATHS)
+        for candidate in candidates:
+            if candidate.is_file():
+                try:
+                    document = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
+                except (OSError, yaml.YAMLError) as error:
+                    raise ValueError(f"cannot read {candidate}: {type(error).__name__}") from None
+                entry = (document.get("clouds") or {}).get(cloud)
+                if not isinstance(entry, dict):
+                    raise ValueError(f"{candidate} has no cloud named {cloud!r} (OS_CLOUD)")
+                auth = {
+                    key: str(value) for key, value in (entry.get("auth") or {}).items() if value is not None
+                }
+                auth_type = str(entry.get("auth_type") or "password")
+                source = f"{candidate} (cloud {cloud})"
+                return cls._split(auth_type, auth, entry.get("region_name"), entry.get("interface"), source)
+        raise ValueError(
+            f"OS_CLOUD={cloud!r} is set but no clouds.yaml was found in {', '.join(map(str, candidates))}"
+        )
+
+    @classmethod
+    def _split(
+        cls, auth_type: str, found: dict[str, str], region: str | None, interface: str | None, source: str
+    ) -> KeystoneSettings:
+        if not found.get("auth_url"):
+            raise ValueError(f"no auth_url in {source}")
+        return cls(
+            auth_type=auth_type,
+            options={key: value for key, value in found.items() if key not in SECRET_OPTIONS},
+            secrets={key: SecretStr(value) for key, value in found.items() if key in SECRET_OPTIONS},
+            region_name=region or None,
+            interface=interface or "public",
+            source=source,
+        )
+
+
+class Keystone:
+    """Keystone v3 tokens for one project, refreshed before they expire; the catalog's endpoint."""
+
+    def __init__(self, settings: KeystoneSettings, timeout: float) -> None:
+        self._settings = settings
+        self._timeout = timeout
+        self._session: Any = None
+        self._plugin: Any = None
+        self._token: SecretStr | None = None
+        self._expires: datetime.datetime | None = None
+        self._fetching: asyncio.Lock | None = None
+        self.advice = (
+            f"check the Keystone credentials in {settings.source} (a rotated Secret is read at the "
+            "operator's restart)"
+        )
+
+    def __repr__(self) -> str:
+        return f"<Keystone {self._settings.auth_type} at {self._settings.options.get('auth_url')}>"
+
+    async def open(self) -> str | None:
+        self._fetching = asyncio.Lock()
+        self._session, self._plugin = await asyncio.to_thread(self._make)
+        await self._fetch(force=False)
+        endpoint = await self._blocking(
+            "find the load-balancer endpoint",
+            lambda: self._session.get_endpoint(
+                service_type="load-balancer",
+                interface=self._settings.interface,
+                region_name=self._settings.region_name,
+            ),
+        )
+        return str(endpoint) if endpoint else None
+
+    def _make(self) -> tuple[Any, Any]:
+        from keystoneauth1 import loading, session
+
+        loader: Any = loading.get_plugin_loader(self._settings.auth_type)
+        secrets = {key: value.get_secret_value() for key, value in self._settings.secrets.items()}
+        try:
+            plugin = loader.load_from_options(**self._settings.options, **secrets)
+        except Exception as error:  # its MissingRequiredOptions & co. name the options, never their values
+            raise ValueError(f"Keystone settings from {self._settings.source}: {error}") from None
+        return session.Session(auth=plugin, timeout=self._timeout), plugin
+
+    async def headers(self) -> dict[str, str]:
+        if self._due():
+            await self._fetch(force=False)
+        token = self._token
+        assert token is not None, "open() fetched the first token"
+        return {"X-Auth-Token": token.get_secret_value()}
+
+    def _due(self) -> bool:
+        if self._token is None or self._expires is None:
+            return True
+        left = (self._expires - datetime.datetime.now(datetime.UTC)).total_seconds()
+        return left < REFRESH_BEFORE
+
+    async def refused(self) -> bool:
+        await self._fetch(force=True)
+        return True
+
+    async def _fetch(self, *, force: bool) -> None:
+        """A fresh token, fetched by one task while the others wait for it."""
+        assert self._fetching is not None, "open() first"
+        seen = self._token
+        async with self._fetching:
+            if self._token is not seen or (not force and not self._due()):
+                return  # another task fetched one meanwhile
+            if force:
+                await asyncio.to_thread(self._plugin.invalidate)
+            token, expires = await self._blocking("get a Keystone token", self._token_now)
+            self._token, self._expires = SecretStr(token), expires
+            logger.info(
+                "got a Keystone token from %s, valid until %s", self._settings.source, expires.isoformat()
+            )
+
+    def _token_now(self) -> tuple[str, datetime.datetime]:
+        access = self._plugin.get_access(self._session)  # re-authenticates if it is about to expire
+        expires = access.expires
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=datetime.UTC)
+        return str(access.auth_token), expires
+
+    async def _blocking(self, what: str, call: Any) -> Any:
+        """``call()`` in a thread; keystoneauth1's errors as ours (its messages carry no secret)."""
+        from keystoneauth1 import exceptions
+
+        try:
+            return await asyncio.to_thread(call)
+        except exceptions.Unauthorized as error:
+            raise Unauthorized(
+                f"{what} at {self._settings.options.get('auth_url')}",
+                401,
+                str(error),
+                "Keystone",
+                self.advice,
+            ) from None
+        except exceptions.ClientException as error:
+            raise Busy(
+                f"{what} at {self._settings.options.get('auth_url')}", f"{type(error).__name__}: {error}"
+            ) from None
+
+    async def close(self) -> None:
+        self._token = None
