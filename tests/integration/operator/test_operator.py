@@ -64,7 +64,7 @@ def _assert_cloud_matches(cluster: Cluster, namespace: str, simulator: Simulator
         kind = obj["kind"]
         if kind == "LoadBalancer":
             assert lbs[uid]["zone"]["slug"] == spec["zone"]
-            assert lbs[uid]["flavor"]["slug"] == spec["flavor"]
+            assert lbs[uid]["flavor"]["slug"] == spec.get("flavor", "lb-standard")
             assert lbs[uid]["tags"]["fleet"] == spec["tags"]["fleet"]
         elif kind == "LoadBalancerPool":
             assert pools[uid]["algorithm"] == spec["algorithm"]
