@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes (or finds cached) the virtualenv of Octavia's own API server, pinned by
+# Makes (or finds cached) the virtualenv of Octavia's and Keystone's API servers, pinned by
 # requirements.txt, and prints the path of its Python (the last line of stdout;
 # progress goes to stderr). tools/octavia/serve.py runs with that Python.
 #

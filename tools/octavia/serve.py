@@ -6,8 +6,9 @@ prints it), never the operator's: Octavia pins a large dependency tree.
 What is Octavia's: the whole v2 API — paths, validation, quotas, tags, the
 database, and the 409 "… is immutable and cannot be updated." for a change
 under a load balancer that is ``PENDING_*``. Configured with ``noauth`` (a
-project comes from ``X-Project-Id``), the ``noop_driver`` provider and the
-no-op network driver, on SQLite.
+project comes from ``X-Project-Id``) or, with ``--keystone``, validating
+Keystone tokens (keystonemiddleware, Octavia's default policy); the
+``noop_driver`` provider and the no-op network driver, on SQLite.
 
 What is played here: the provider. With the no-op provider nothing ever
 leaves ``PENDING_*``, so a status task does what an amphora driver reports
@@ -47,7 +48,7 @@ debug = false
 transport_url = fake:/
 
 [api_settings]
-auth_strategy = noauth
+auth_strategy = {auth_strategy}
 bind_host = 127.0.0.1
 default_provider_driver = noop_driver
 enabled_provider_drivers = noop_driver:The no-op provider; its part is played by tools/octavia/serve.py
@@ -60,10 +61,28 @@ compute_driver = compute_noop_driver
 [database]
 connection = sqlite:///{database}
 
+{auth}"""
+
+NOAUTH = """
 [oslo_policy]
 enforce_scope = false
 enforce_new_defaults = false
 """
+"""noauth: every request is its project's; the legacy policy defaults need no roles."""
+
+KEYSTONE = """
+[keystone_authtoken]
+www_authenticate_uri = {url}
+auth_url = {url}
+auth_type = password
+username = {user}
+password = {password}
+project_name = {project}
+user_domain_name = Default
+project_domain_name = Default
+"""
+"""Keystone: keystonemiddleware validates each token with these service credentials; Octavia's default
+policy then lets a project's ``member`` change its load balancers."""
 
 LOOKUPS = (
     ("SUPPORTED_PROVISIONING_STATUSES", "ProvisioningStatus"),
@@ -98,7 +117,7 @@ class Stats:
         self.completed = 0  # load-balancer trees the status task brought to ACTIVE or removed
 
 
-def _database(state: Path) -> Any:
+def _database(state: Path, auth: str) -> Any:
     """Octavia's app on a fresh SQLite database in ``state``: its tables made, its lookups seeded."""
     from octavia.api import app as octavia_app
     from octavia.common import constants
@@ -109,7 +128,8 @@ def _database(state: Path) -> Any:
     database = state / "octavia.sqlite"
     database.unlink(missing_ok=True)
     config = state / "octavia.conf"
-    config.write_text(CONFIG.format(database=database))
+    strategy = "keystone" if "keystone_authtoken" in auth else "noauth"
+    config.write_text(CONFIG.format(database=database, auth_strategy=strategy, auth=auth))
     app = octavia_app.setup_app(argv=["octavia-api", "--config-file", str(config)])
     cfg.CONF.set_override("pool_timeout", None, group="database")  # SQLAlchemy refuses it for SQLite
     engine = db_api.get_engine()
@@ -321,17 +341,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, required=True, help="folder for the database and config")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds until a change is ACTIVE")
     parser.add_argument("--lb-ready-delay", type=float, default=0.5, help="seconds until a new LB is ACTIVE")
+    parser.add_argument("--keystone", help="Keystone's v3 URL: validate tokens there (default: noauth)")
+    parser.add_argument("--keystone-user", default="octavia", help="the service user validating tokens")
+    parser.add_argument("--keystone-password", default="", help="its password (a test value)")
+    parser.add_argument("--keystone-project", default="service", help="its project")
     args = parser.parse_args(argv)
+    auth = NOAUTH
+    if args.keystone:
+        auth = KEYSTONE.format(
+            url=args.keystone,
+            user=args.keystone_user,
+            password=args.keystone_password,
+            project=args.keystone_project,
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.state.mkdir(parents=True, exist_ok=True)
-    app, engine = _database(args.state)
+    app, engine = _database(args.state, auth)
     lock, stats = threading.Lock(), Stats()
     provider = Provider(engine, lock, stats, args.latency, args.lb_ready_delay)
     threading.Thread(target=provider.run, name="provider", daemon=True).start()
     served = _served(app, engine, lock, stats)
     server = make_server("127.0.0.1", args.port, served, server_class=_Threaded, handler_class=_Quiet)
     print(
-        f"octavia (PyPI octavia, noauth, no-op provider played by this server): serving "
+        f"octavia (PyPI octavia, {'keystone' if args.keystone else 'noauth'}, no-op provider played by this "
+        f"server): serving "
         f"http://127.0.0.1:{server.server_port}/v2 (latency {args.latency:g}s, lb ready after "
         f"{args.lb_ready_delay:g}s); stats at http://127.0.0.1:{server.server_port}/debug/stats",
         flush=True,

@@ -36,7 +36,9 @@ logger = logging.getLogger(__name__)
 logging.getLogger("keystoneauth").setLevel(logging.WARNING)
 
 REFRESH_BEFORE = 300.0
-"""Seconds before its expiry a token is replaced (keystoneauth1's own margin is 120 s)."""
+"""Seconds before its expiry a token is replaced (keystoneauth1's own margin is 120 s); a token that
+lives less than twice this is replaced at half its life, so a short-lived one is not fetched afresh
+for every request."""
 
 SECRET_OPTIONS = frozenset({"password", "application_credential_secret", "token"})
 
@@ -187,6 +189,7 @@ class Keystone:
         self._plugin: Any = None
         self._token: SecretStr | None = None
         self._expires: datetime.datetime | None = None
+        self._margin = REFRESH_BEFORE
         self._fetching: asyncio.Lock | None = None
         self.advice = (
             f"check the Keystone credentials in {settings.source} (a rotated Secret is read at the "
@@ -232,7 +235,7 @@ class Keystone:
         if self._token is None or self._expires is None:
             return True
         left = (self._expires - datetime.datetime.now(datetime.UTC)).total_seconds()
-        return left < REFRESH_BEFORE
+        return left < self._margin
 
     async def refused(self) -> bool:
         await self._fetch(force=True)
@@ -245,20 +248,19 @@ class Keystone:
         async with self._fetching:
             if self._token is not seen or (not force and not self._due()):
                 return  # another task fetched one meanwhile
-            if force:
+            if self._token is not None:  # due or refused: a new one, not keystoneauth1's cached one
                 await asyncio.to_thread(self._plugin.invalidate)
-            token, expires = await self._blocking("get a Keystone token", self._token_now)
+            token, issued, expires = await self._blocking("get a Keystone token", self._token_now)
             self._token, self._expires = SecretStr(token), expires
+            self._margin = min(REFRESH_BEFORE, (expires - issued).total_seconds() / 2)
             logger.info(
                 "got a Keystone token from %s, valid until %s", self._settings.source, expires.isoformat()
             )
 
-    def _token_now(self) -> tuple[str, datetime.datetime]:
-        access = self._plugin.get_access(self._session)  # re-authenticates if it is about to expire
-        expires = access.expires
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=datetime.UTC)
-        return str(access.auth_token), expires
+    def _token_now(self) -> tuple[str, datetime.datetime, datetime.datetime]:
+        access = self._plugin.get_access(self._session)  # authenticates: its cached token was dropped
+        issued, expires = access.issued, access.expires
+        return str(access.auth_token), _aware(issued), _aware(expires)
 
     async def _blocking(self, what: str, call: Any) -> Any:
         """``call()`` in a thread; keystoneauth1's errors as ours (its messages carry no secret)."""
@@ -281,3 +283,8 @@ class Keystone:
 
     async def close(self) -> None:
         self._token = None
+
+
+def _aware(moment: datetime.datetime) -> datetime.datetime:
+    """Keystone's times are UTC; keystoneauth1 may hand them over without a zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)

@@ -1,4 +1,5 @@
-"""Octavia's own API server as a process (``tools/octavia/serve.py``), for the tests, the demo and benches.
+"""Octavia's own API server as a process (``tools/octavia/serve.py``), for the tests, the demo and benches,
+with Keystone in front of it when asked (``tools/octavia/serve_keystone.py``).
 
 It runs with the Python of Octavia's own cached virtualenv
 (``tools/octavia/build.sh`` makes it once, about a minute and a half); the
@@ -23,6 +24,7 @@ from lb_operator.testing.processes import wait_for
 
 BUILD_SCRIPT = REPO_ROOT / "tools" / "octavia" / "build.sh"
 SERVER = REPO_ROOT / "tools" / "octavia" / "serve.py"
+KEYSTONE_SERVER = REPO_ROOT / "tools" / "octavia" / "serve_keystone.py"
 PROJECT = "lb-operator-tests"
 """The project the tests' objects live in (noauth: sent as ``X-Project-Id``)."""
 SUBNET = "5f6e0a44-5b0f-4b4e-9a43-8a0f4e6b1c2d"
@@ -37,21 +39,115 @@ def octavia_python() -> Path:
     return Path(built.stdout.strip().splitlines()[-1])
 
 
-class OctaviaProcess:
-    """Octavia's API server on a free loopback port, noauth, its provider played with ``latency``."""
+class KeystoneProcess:
+    """Keystone on a free loopback port (``tools/octavia/serve_keystone.py``): its catalog names Octavia
+    at ``octavia_url``; ``made`` holds the URLs and test credentials it made."""
 
-    def __init__(self, log: Path, *, latency: float = 0.05, lb_ready_delay: float = 0.5) -> None:
+    def __init__(self, log: Path, octavia_url: str, token_seconds: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v3"
+        self._state = Path(tempfile.mkdtemp(prefix="keystone-"))
+        printed = self._state / "made.json"
+        argv = [str(octavia_python()), str(KEYSTONE_SERVER), "--port", str(self.port)]
+        argv += [
+            "--state",
+            str(self._state),
+            "--octavia-url",
+            octavia_url,
+            "--token-seconds",
+            str(token_seconds),
+        ]
+        self.process = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Keystone exited with {self.process.returncode}; see {log}")
+            return printed.exists()  # written whole, then renamed into place
+
+        wait_for("Keystone to be set up", ready, 120, 0.2)
+        self.made: dict[str, str] = json.loads(printed.read_text())
+
+    def stats(self) -> dict[str, Any]:
+        """Tokens issued (``tokens``), and per user or application credential (``by``)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/debug/stats", timeout=10) as response:
+            result: dict[str, Any] = json.loads(response.read())
+        return result
+
+    def token(self) -> str:
+        """A token of the operator's user (for the tests' own calls to Octavia)."""
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "name": self.made["username"],
+                            "domain": {"id": "default"},
+                            "password": self.made["password"],
+                        }
+                    },
+                },
+                "scope": {"project": {"id": self.made["project_id"]}},
+            }
+        }
+        request = urllib.request.Request(
+            f"{self.url}/auth/tokens",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return str(response.headers["X-Subject-Token"])
+
+    def stop(self) -> None:
+        _stop(self.process)
+        shutil.rmtree(self._state, ignore_errors=True)
+
+
+class OctaviaProcess:
+    """Octavia's API server on a free loopback port, its provider played with ``latency``.
+
+    ``keystone=False``: noauth, the project in a header. ``keystone=True``: a
+    Keystone of its own first (tokens lasting ``token_seconds``), whose
+    catalog names this Octavia and whose tokens Octavia validates; the
+    operator is then pointed at Keystone only (an application credential).
+    """
+
+    def __init__(
+        self,
+        log: Path,
+        *,
+        latency: float = 0.05,
+        lb_ready_delay: float = 0.5,
+        keystone: bool = False,
+        token_seconds: int = 3600,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._state = Path(tempfile.mkdtemp(prefix="octavia-"))
+        self.keystone = KeystoneProcess(log, self.url, token_seconds) if keystone else None
         argv = [str(octavia_python()), str(SERVER), "--port", str(self.port), "--state", str(self._state)]
         argv += ["--latency", str(latency), "--lb-ready-delay", str(lb_ready_delay)]
+        if self.keystone is not None:
+            made = self.keystone.made
+            argv += ["--keystone", self.keystone.url, "--keystone-user", made["octavia_username"]]
+            argv += ["--keystone-password", made["octavia_password"]]
+            argv += ["--keystone-project", made["octavia_project_name"]]
         self.process = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
         wait_for("Octavia to listen", self._up, 90, 0.1)
 
     def env(self) -> dict[str, str]:
-        """What points an operator at this Octavia."""
-        return {"LBOP_BACKEND": "octavia", "LBOP_CLOUD_URL": self.url, "OS_PROJECT_ID": PROJECT}
+        """What points an operator at this Octavia: its URL and project, or Keystone alone."""
+        if self.keystone is None:
+            return {"LBOP_BACKEND": "octavia", "LBOP_CLOUD_URL": self.url, "OS_PROJECT_ID": PROJECT}
+        made = self.keystone.made
+        return {
+            "LBOP_BACKEND": "octavia",
+            "OS_AUTH_URL": made["auth_url"],
+            "OS_AUTH_TYPE": "v3applicationcredential",
+            "OS_APPLICATION_CREDENTIAL_ID": made["application_credential_id"],
+            "OS_APPLICATION_CREDENTIAL_SECRET": made["application_credential_secret"],
+        }
 
     def _up(self) -> bool:
         if self.process.poll() is not None:
@@ -68,7 +164,7 @@ class OctaviaProcess:
             f"{self.url}/v2/lbaas/{path}",
             method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"X-Project-Id": PROJECT, "Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **self._credentials()},
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
@@ -78,6 +174,11 @@ class OctaviaProcess:
             raise
         return json.loads(raw) if raw.strip() else None
 
+    def _credentials(self) -> dict[str, str]:
+        if self.keystone is None:
+            return {"X-Project-Id": PROJECT}
+        return {"X-Auth-Token": self.keystone.token()}
+
     def stats(self) -> dict[str, Any]:
         """Requests, mutations, 409 answers (``conflicts``) and live objects per kind."""
         with urllib.request.urlopen(f"{self.url}/debug/stats", timeout=10) as response:
@@ -85,10 +186,16 @@ class OctaviaProcess:
         return result
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        _stop(self.process)
         shutil.rmtree(self._state, ignore_errors=True)
+        if self.keystone is not None:
+            self.keystone.stop()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
