@@ -255,7 +255,7 @@ def test_kubectl_get_lboperator_lists_every_kind(crds: Cluster, namespace: str) 
         "loadbalancerhealthmonitor",
     }
     explained = crds.kubectl("explain", "lb.spec.zone")
-    assert "Cloud zone to create the load balancer in" in explained.stdout
+    assert "Zone to create the load balancer in" in explained.stdout
 
 
 def test_the_documented_examples_are_valid(crds: Cluster, namespace: str) -> None:
