@@ -7,7 +7,7 @@ CONTROLPLANE_BUILD := tools/controlplane/build.sh
 HELM_BUILD := tools/helm/build.sh
 TOXIPROXY_BUILD := tools/toxiproxy/build.sh
 
-.PHONY: setup test test-modes test-octavia octavia chaos lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e bench-e2e-real bench-scale image kind-e2e clean
+.PHONY: setup test test-modes test-octavia octavia chaos lint format unit integration binaries controlplane crds demo bench-mutex bench-e2e bench-e2e-real bench-e2e-octavia bench-scale image kind-e2e clean
 
 setup: $(STAMP)
 
@@ -43,9 +43,10 @@ binaries:
 	@$(HELM_BUILD) >/dev/null
 	@$(TOXIPROXY_BUILD) >/dev/null
 
-## demo: control plane + simulator + operator, apply examples/demo/, watch it become Ready (LBOP_KUBECONFIG: use that cluster)
+## demo: control plane + simulator + operator, apply examples/demo/, watch it become Ready (LBOP_KUBECONFIG: use that
+## cluster; BACKEND=octavia: the same fleet on Octavia's own API server)
 demo: setup binaries
-	$(BIN)/python -m lb_operator.testing.demo
+	$(BIN)/python -m lb_operator.testing.demo $(if $(BACKEND),--backend $(BACKEND))
 
 ## crds: regenerate crds/ and the chart's copy from operator/lb_operator/api/kinds.py (tests fail when stale)
 crds: setup
@@ -75,6 +76,10 @@ bench-e2e-real: setup binaries
 ## bench-scale: 10,000 objects created while 3 replicas serve: time, memory, API writes, cloud reads (~10 min)
 bench-scale: setup binaries
 	$(BIN)/python bench/scale_bench.py $(if $(OBJECTS),--objects $(OBJECTS))
+
+## bench-e2e-octavia: bench-e2e's scenarios e and f: Octavia's own API server, 3 replicas with and without locks (~4 min)
+bench-e2e-octavia: setup binaries
+	$(BIN)/python bench/e2e_bench.py --only e,f
 
 ## bench-e2e: makespan of a 720-object fleet vs the cloud's ideal; 3 vs 1 replicas, no locks, one global lock (~15 min)
 bench-e2e: setup binaries

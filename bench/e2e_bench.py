@@ -15,7 +15,13 @@ c. 3 replicas with ``LBOP_LOCKING=false LBOP_SHARDING=false``: every replica
    handles every object, unserialized — the overlaps and failed cloud calls
    are the point; it may never converge (capped);
 d. 3 replicas with ``LBOP_GLOBAL_LOCK=true``: one lock for every change of
-   every object, the serial baseline.
+   every object, the serial baseline;
+e. 3 replicas against **Octavia's own API server** (``tools/octavia/serve.py``)
+   instead of the simulator, on a smaller fleet (``--octavia-lbs`` … ; that
+   server answers one request at a time): its 409 answers are the overlaps;
+f. the same without locks (as c): Octavia's own 409s.
+
+``--only`` picks scenarios (default a, b, c, d; ``make bench-e2e-octavia`` runs e, f).
 
 Per scenario: makespan, efficiency (ideal / makespan), the simulator's
 mutations, overlaps and failed calls, the API server's write requests per
@@ -61,7 +67,9 @@ from lb_operator.sharding.ring import owner
 from lb_operator.testing import Cluster, cpu, open_cluster
 from lb_operator.testing.cluster import REPO_ROOT, apiserver_writes
 from lb_operator.testing.fleet import fleet
-from lb_operator.testing.processes import SIMULATOR_TOKEN, is_ready
+from lb_operator.testing.octavia import SUBNET as OCTAVIA_SUBNET
+from lb_operator.testing.octavia import OctaviaProcess
+from lb_operator.testing.processes import SIMULATOR_TOKEN, SimulatorProcess, is_ready
 from lb_operator.testing.replicas import ReplicaFleet, settled
 
 PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
@@ -79,6 +87,7 @@ class Scenario:
     replicas: int
     settings: dict[str, str]
     unlocked: bool = False
+    octavia: bool = False  # Octavia's own API server as the cloud, and the Octavia fleet
 
 
 SCENARIOS = (
@@ -86,6 +95,10 @@ SCENARIOS = (
     Scenario("b", "1 replica", 1, {}),
     Scenario("c", "3 replicas, no locks", 3, {"locking": "false", "sharding": "false"}, unlocked=True),
     Scenario("d", "3 replicas, one global lock", 3, {"global_lock": "true"}),
+    Scenario("e", "Octavia: 3 replicas, locks + sharding", 3, {}, octavia=True),
+    Scenario(
+        "f", "Octavia: 3 replicas, no locks", 3, {"locking": "false", "sharding": "false"}, True, octavia=True
+    ),
 )
 
 
@@ -110,6 +123,7 @@ class Breakdown:
 @dataclass
 class Figures:
     scenario: Scenario
+    ideal: float = math.nan
     objects: int = 0
     error: str | None = None
     makespan: float | None = None  # None: not converged by the deadline
@@ -500,9 +514,14 @@ def background_writes(cluster: Cluster) -> dict[str, float]:
 def run_scenario(
     cluster: Cluster, scenario: Scenario, args: argparse.Namespace, logs: Path, background: dict[str, float]
 ) -> Figures:
-    figures = Figures(scenario)
+    figures = Figures(scenario, ideal=ideal_of(scenario, args))
+    cloud: OctaviaProcess | None = None
+    if scenario.octavia:
+        cloud = OctaviaProcess(logs / "octavia.log", latency=args.latency, lb_ready_delay=args.lb_ready_delay)
     simulator = {"latency": args.latency, "lb_ready_delay": args.lb_ready_delay, "mode": "reject"}
-    replicas = ReplicaFleet(cluster, logs, simulator=simulator, **PRODUCT_DEFAULTS, **scenario.settings)
+    replicas = ReplicaFleet(
+        cluster, logs, simulator=simulator, cloud=cloud, **PRODUCT_DEFAULTS, **scenario.settings
+    )
     try:
         for n in range(scenario.replicas):
             replicas.start(f"operator-{n}")
@@ -510,11 +529,14 @@ def run_scenario(
         until_serving(cluster, replicas, logs, scenario.settings.get("sharding") != "false", 240)
 
         namespace = replicas.namespace
-        manifests = fleet(namespace, args.lbs, args.pools, args.members)
+        if scenario.octavia:
+            sizes = (args.octavia_lbs, args.octavia_pools, args.octavia_members)
+            manifests = fleet(namespace, *sizes, zone=None, vip_subnet=OCTAVIA_SUBNET)
+        else:
+            manifests = fleet(namespace, args.lbs, args.pools, args.members)
         figures.objects = len(manifests)
         wanted = {(PLURALS[m["kind"]], m["metadata"]["name"]) for m in manifests}
-        port = replicas.simulator.port
-        stats_before = simulator_get(port, "/debug/stats")
+        stats_before = replicas.simulator.stats()
         writes_before = apiserver_writes(cluster)
         writes_from = time.monotonic()
 
@@ -538,9 +560,12 @@ def run_scenario(
 
         writes_after = apiserver_writes(cluster)
         writes_span = time.monotonic() - writes_from
-        stats = simulator_get(port, "/debug/stats")
-        log = simulator_get(port, "/debug/log")
-        cloud_lbs = replicas.simulator.list("load-balancers")
+        stats = replicas.simulator.stats()
+        log: list[dict[str, Any]] = []  # Octavia keeps no log of its changes: no breakdown
+        cloud_lbs: list[dict[str, Any]] = []
+        if isinstance(replicas.simulator, SimulatorProcess):
+            log = simulator_get(replicas.simulator.port, "/debug/log")
+            cloud_lbs = replicas.simulator.list("load-balancers")
         found = objects(cluster, namespace)
         if figures.makespan is None:
             figures.not_ready = not_ready(found, wanted)
@@ -591,6 +616,15 @@ def _cpu_of(group: str) -> Callable[[Figures], str]:
     return cell
 
 
+def ideal_of(scenario: Scenario, args: argparse.Namespace) -> float:
+    """The busiest load balancer's changes back to back, for the scenario's fleet."""
+    if scenario.octavia:
+        return (
+            args.lb_ready_delay + busiest_mutations(args.octavia_pools, args.octavia_members) * args.latency
+        )
+    return args.lb_ready_delay + busiest_mutations(args.pools, args.members) * args.latency
+
+
 def report(results: list[Figures], ideal: float, per_lb: int, args: argparse.Namespace) -> None:
     print()
     print(
@@ -605,11 +639,12 @@ def report(results: list[Figures], ideal: float, per_lb: int, args: argparse.Nam
         ("replicas", lambda f: str(f.scenario.replicas)),
         ("objects", lambda f: str(f.objects)),
         ("makespan", lambda f: fmt(f.makespan, ".1f", "s") if f.makespan else f"n/c >{f.waited:.0f}s"),
-        ("efficiency (ideal / makespan)", lambda f: fmt(ideal / f.makespan if f.makespan else None, ".2f")),
+        ("ideal makespan", lambda f: fmt(f.ideal, ".1f", "s")),
+        ("efficiency (ideal / makespan)", lambda f: fmt(f.ideal / f.makespan if f.makespan else None, ".2f")),
         ("Ready at the end", lambda f: f"{f.ready}/{f.objects}"),
         ("all POSTs answered after", lambda f: fmt(f.created_in, ".1f", "s")),
         ("cloud mutations", lambda f: str(f.mutations)),
-        ("cloud overlaps", lambda f: str(f.overlaps)),
+        ("cloud overlaps (Octavia: 409s)", lambda f: str(f.overlaps)),
         ("failed cloud calls", lambda f: f"{f.failed}{'+' if f.log_truncated else ''}"),
         ("cloud requests (all verbs)", lambda f: str(f.cloud_requests)),
         ("cloud LBs changed", lambda f: str(f.breakdown.cloud_lbs)),
@@ -686,15 +721,23 @@ def result_line(results: dict[str, Figures], ideal: float) -> str:
     def efficiency(key: str) -> float:
         return ideal / makespan(key)
 
+    def octavia(key: str) -> str:
+        f = results.get(key)
+        return str(f.overlaps) if f is not None and f.error is None else "nan"
+
     unlocked = results.get("c")
     a = results.get("a")
+    e = results.get("e")
+    efficiency_octavia = e.ideal / e.makespan if e is not None and e.makespan else math.nan
     overlaps = str(unlocked.overlaps) if unlocked is not None and unlocked.error is None else "nan"
     per_op = a.writes_per_cloud_op if a is not None and a.error is None else math.nan
     leases_per_op = a.lease_writes_per_cloud_op if a is not None and a.error is None else math.nan
     return (
         f"RESULT efficiency_3={efficiency('a'):.2f} efficiency_1={efficiency('b'):.2f} "
         f"speedup_vs_global={makespan('d') / makespan('a'):.2f} overlaps_unlocked={overlaps} "
-        f"apiserver_writes_per_cloud_op={per_op:.2f} lease_writes_per_cloud_op={leases_per_op:.2f}"
+        f"apiserver_writes_per_cloud_op={per_op:.2f} lease_writes_per_cloud_op={leases_per_op:.2f} "
+        f"efficiency_octavia={efficiency_octavia:.2f} conflicts_octavia_locked={octavia('e')} "
+        f"conflicts_octavia_unlocked={octavia('f')}"
     )
 
 
@@ -707,7 +750,16 @@ def main() -> None:
     parser.add_argument(
         "--lb-ready-delay", type=float, default=1.0, help="seconds a new LB is provisioning (default 1.0)"
     )
-    parser.add_argument("--only", default="a,b,c,d", help="scenarios to run, e.g. a,b (default all four)")
+    parser.add_argument("--only", default="a,b,c,d", help="scenarios to run, e.g. a,b (default a,b,c,d)")
+    parser.add_argument(
+        "--octavia-lbs", type=int, default=10, help="Octavia scenarios' LBs (default %(default)s)"
+    )
+    parser.add_argument(
+        "--octavia-pools", type=int, default=2, help="their pools per LB (default %(default)s)"
+    )
+    parser.add_argument(
+        "--octavia-members", type=int, default=3, help="members per pool (default %(default)s)"
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="create requests in flight (default 32)")
     parser.add_argument("--deadline", type=float, default=600, help="seconds per scenario to converge")
     parser.add_argument(
@@ -716,7 +768,7 @@ def main() -> None:
     args = parser.parse_args()
     chosen = [s for s in SCENARIOS if s.key in {k.strip() for k in args.only.split(",")}]
     if not chosen:
-        parser.error(f"--only: none of {args.only!r} is a scenario (a, b, c, d)")
+        parser.error(f"--only: none of {args.only!r} is a scenario (a to f)")
 
     per_lb = busiest_mutations(args.pools, args.members)
     ideal = args.lb_ready_delay + per_lb * args.latency

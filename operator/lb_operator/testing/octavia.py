@@ -180,9 +180,11 @@ class OctaviaProcess:
         return {"X-Auth-Token": self.keystone.token()}
 
     def stats(self) -> dict[str, Any]:
-        """Requests, mutations, 409 answers (``conflicts``) and live objects per kind."""
+        """Requests, mutations, 409 answers (``conflicts``, also as ``overlaps``: the simulator's name for
+        its oracle) and live objects per kind."""
         with urllib.request.urlopen(f"{self.url}/debug/stats", timeout=10) as response:
             result: dict[str, Any] = json.loads(response.read())
+        result["overlaps"] = result["conflicts"]
         return result
 
     def stop(self) -> None:

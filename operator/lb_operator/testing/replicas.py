@@ -15,6 +15,7 @@ from lb_operator.sharding.ring import owner
 from lb_operator.sharding.roots import root_of
 from lb_operator.testing.cluster import Cluster
 from lb_operator.testing.fleet import to_yaml
+from lb_operator.testing.octavia import OctaviaProcess
 from lb_operator.testing.processes import OperatorProcess, SimulatorProcess, custom_objects, is_ready
 
 
@@ -26,15 +27,24 @@ class ReplicaFleet:
     """
 
     def __init__(
-        self, cluster: Cluster, logs: Path, *, simulator: dict[str, Any] | None = None, **settings: Any
+        self,
+        cluster: Cluster,
+        logs: Path,
+        *,
+        simulator: dict[str, Any] | None = None,
+        cloud: OctaviaProcess | None = None,
+        **settings: Any,
     ) -> None:
+        """``simulator``: its flags; ``cloud``: Octavia's API server instead (the fleet stops it too)."""
         self.cluster, self.logs = cluster, logs
         self.namespace = f"rep-{uuid.uuid4().hex[:6]}"
         created = cluster.kubectl("create", "namespace", self.namespace)
         if created.returncode != 0:
             raise RuntimeError(f"kubectl create namespace failed: {created.stderr}")
         flags = {"latency": 0.02, "lb_ready_delay": 0.2, **(simulator or {})}
-        self.simulator = SimulatorProcess(logs / "simulator.log", **flags)
+        self.simulator: SimulatorProcess | OctaviaProcess = cloud or SimulatorProcess(
+            logs / "simulator.log", **flags
+        )
         self.journal = logs / "journal.jsonl"
         self.settings = {"retry_delay": 0.5, "retry_delay_max": 5, "ready_poll": 0.5, **settings}
         self.replicas: dict[str, OperatorProcess] = {}
