@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import yaml
@@ -9,6 +10,8 @@ import yaml
 from lb_operator.api import GROUP, VERSION
 
 SUBNET = "0b0a8d4c-44b8-4c6f-8c3e-1d2f3a4b5c6d"
+OCTAVIA_SUBNET = "5f6e0a44-5b0f-4b4e-9a43-8a0f4e6b1c2d"
+"""The VIP subnet of Octavia fleets (``testing.octavia.SUBNET``: the no-op network driver takes any)."""
 
 
 def _object(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +35,10 @@ def fleet(
     """``load_balancers`` x ``pools`` x (``members`` members + 1 listener + 1 health monitor).
 
     cloudscale's load balancers name a ``zone``; Octavia's a VIP subnet (``zone=None, vip_subnet=…``).
+    With ``LBOP_TEST_BACKEND=octavia`` (the suites run against Octavia) the default is Octavia's shape.
     """
+    if os.environ.get("LBOP_TEST_BACKEND") == "octavia" and zone == "lpg1" and vip_subnet is None:
+        zone, vip_subnet = None, OCTAVIA_SUBNET
     objects = []
     lb_spec: dict[str, Any] = {"tags": {"fleet": "demo"}}
     if zone is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from lb_operator.testing.cluster import REPO_ROOT
 from lb_operator.testing.controlplane import free_port
+from lb_operator.testing.fleet import OCTAVIA_SUBNET
 from lb_operator.testing.processes import wait_for
 
 BUILD_SCRIPT = REPO_ROOT / "tools" / "octavia" / "build.sh"
@@ -27,7 +28,7 @@ SERVER = REPO_ROOT / "tools" / "octavia" / "serve.py"
 KEYSTONE_SERVER = REPO_ROOT / "tools" / "octavia" / "serve_keystone.py"
 PROJECT = "lb-operator-tests"
 """The project the tests' objects live in (noauth: sent as ``X-Project-Id``)."""
-SUBNET = "5f6e0a44-5b0f-4b4e-9a43-8a0f4e6b1c2d"
+SUBNET = OCTAVIA_SUBNET
 """A VIP and member subnet: the no-op network driver takes any."""
 
 
@@ -174,6 +175,28 @@ class OctaviaProcess:
             raise
         return json.loads(raw) if raw.strip() else None
 
+    def list(self, path: str) -> list[dict[str, Any]]:
+        """A collection as the simulator lists it (``load-balancers``, ``load-balancers/pools/<id>/members``
+        …), read from Octavia and put in the simulator's shape for the checks the suites share (the
+        oracle, tag lookups). Written apart from the operator's client on purpose: a checker that shared
+        its translation would agree with its bugs."""
+        parts = path.split("/")
+        if parts == ["load-balancers"]:
+            return [
+                _as_cloudscale(lb, "load-balancers")
+                for lb in _live(self.request("GET", "loadbalancers")["loadbalancers"])
+            ]
+        if len(parts) == 4 and parts[:2] == ["load-balancers", "pools"] and parts[3] == "members":
+            listed = self.request("GET", f"pools/{parts[2]}/members")["members"]
+            return [_as_cloudscale({**m, "pool_id": parts[2]}, "members") for m in listed]
+        collection = {"pools": "pools", "listeners": "listeners", "health-monitors": "healthmonitors"}
+        if len(parts) == 2 and parts[0] == "load-balancers" and parts[1] in collection:
+            return [
+                _as_cloudscale(item, parts[1])
+                for item in _live(self.request("GET", collection[parts[1]])[collection[parts[1]]])
+            ]
+        raise ValueError(f"no Octavia collection for the simulator's path {path!r}")
+
     def _credentials(self) -> dict[str, str]:
         if self.keystone is None:
             return {"X-Project-Id": PROJECT}
@@ -201,3 +224,37 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def _live(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [item for item in items if item.get("provisioning_status") != "DELETED"]
+
+
+def _as_cloudscale(item: dict[str, Any], collection: str) -> dict[str, Any]:
+    """An Octavia object in the simulator's shape: the fields the shared checks read."""
+    tags = dict(tag.partition("=")[::2] for tag in item.get("tags") or [])
+    shaped: dict[str, Any] = {"uuid": item["id"], "name": item.get("name") or "", "tags": tags}
+    if collection == "load-balancers":
+        shaped["status"] = item["provisioning_status"]
+    elif collection == "pools":
+        shaped["load_balancer"] = {"uuid": item["loadbalancers"][0]["id"]}
+        shaped["algorithm"] = item["lb_algorithm"].lower()
+        shaped["protocol"] = item["protocol"].lower()
+    elif collection == "members":
+        shaped["pool"] = {"uuid": item["pool_id"]}
+        shaped["address"] = item["address"]
+        shaped["protocol_port"] = item["protocol_port"]
+        shaped["enabled"] = item["admin_state_up"]
+        shaped["subnet"] = {"uuid": item.get("subnet_id")}
+    elif collection == "listeners":
+        shaped["pool"] = {"uuid": item["default_pool_id"]} if item.get("default_pool_id") else None
+        shaped["protocol"] = item["protocol"].lower()
+        shaped["protocol_port"] = item["protocol_port"]
+        shaped["allowed_cidrs"] = item.get("allowed_cidrs") or []
+    elif collection == "health-monitors":
+        shaped.pop("name")
+        shaped["pool"] = {"uuid": item["pools"][0]["id"]}
+        shaped["type"] = item["type"].lower()
+        if item.get("url_path"):
+            shaped["http"] = {"url_path": item["url_path"]}
+    return shaped

@@ -25,6 +25,7 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
+from lb_operator.testing.octavia import OctaviaProcess
 from lb_operator.testing.processes import SimulatorProcess, is_ready
 
 UID_TAG = "lboperator-uid"
@@ -37,7 +38,7 @@ COLLECTIONS = {
 }
 
 
-def cloud_objects(simulator: SimulatorProcess) -> dict[str, list[dict[str, Any]]]:
+def cloud_objects(simulator: SimulatorProcess | OctaviaProcess) -> dict[str, list[dict[str, Any]]]:
     """Every cloud object, by the Kubernetes kind it stands for."""
     found = {kind: simulator.list(path) for kind, path in COLLECTIONS.items()}
     found["LoadBalancerPoolMember"] = [
@@ -64,7 +65,7 @@ def _wanted(obj: dict[str, Any]) -> dict[str, Any]:
             OBJECT_TAG: f"{metadata['namespace']}.{metadata['name']}",
         },
     }
-    if kind == "LoadBalancer":
+    if kind == "LoadBalancer" and "zone" in spec:  # cloudscale's shape (Octavia's: a VIP subnet)
         wanted |= {"zone": spec["zone"], "flavor": spec.get("flavor", "lb-standard")}
     elif kind == "LoadBalancerPool":
         wanted |= {"algorithm": spec["algorithm"], "protocol": spec["protocol"]}

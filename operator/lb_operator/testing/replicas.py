@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import uuid
 from collections import defaultdict
@@ -42,6 +43,10 @@ class ReplicaFleet:
         if created.returncode != 0:
             raise RuntimeError(f"kubectl create namespace failed: {created.stderr}")
         flags = {"latency": 0.02, "lb_ready_delay": 0.2, **(simulator or {})}
+        if cloud is None and os.environ.get("LBOP_TEST_BACKEND") == "octavia":  # the suites on Octavia
+            cloud = OctaviaProcess(
+                logs / "octavia.log", latency=flags["latency"], lb_ready_delay=flags["lb_ready_delay"]
+            )
         self.simulator: SimulatorProcess | OctaviaProcess = cloud or SimulatorProcess(
             logs / "simulator.log", **flags
         )
