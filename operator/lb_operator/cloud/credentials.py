@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from lb_operator.cloud.errors import Busy, Unauthorized
+from lb_operator.cloud.settings import is_loopback
 
 logger = logging.getLogger(__name__)
 logging.getLogger("keystoneauth").setLevel(logging.WARNING)
@@ -40,7 +41,11 @@ REFRESH_BEFORE = 300.0
 lives less than twice this is replaced at half its life, so a short-lived one is not fetched afresh
 for every request."""
 
-SECRET_OPTIONS = frozenset({"password", "application_credential_secret", "token"})
+
+def is_secret(option: str) -> bool:
+    """Whether a keystoneauth1 plugin option holds a secret (password, credential secret, token, …)."""
+    return any(word in option for word in ("password", "secret", "token", "passcode"))
+
 
 CLOUDS_YAML_PATHS = (
     Path("clouds.yaml"),
@@ -64,8 +69,9 @@ class Credentials(Protocol):
         """The headers of the next request (a token fetched afresh when it is about to expire)."""
         ...
 
-    async def refused(self) -> bool:
-        """Octavia answered 401: drop the token; whether a fresh one is worth a second try."""
+    async def refused(self, sent: dict[str, str]) -> bool:
+        """Octavia answered 401 to a request with the headers ``sent``: drop that token (unless another
+        task replaced it already); whether a fresh one is worth a second try."""
         ...
 
     async def close(self) -> None: ...
@@ -90,7 +96,7 @@ class NoAuth:
     async def headers(self) -> dict[str, str]:
         return self._headers
 
-    async def refused(self) -> bool:
+    async def refused(self, sent: dict[str, str]) -> bool:
         return False
 
     async def close(self) -> None:
@@ -116,6 +122,9 @@ class KeystoneSettings(BaseModel):
 
     def __repr__(self) -> str:
         return f"KeystoneSettings({self.auth_type} from {self.source})"
+
+    def __str__(self) -> str:
+        return repr(self)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KeystoneSettings | None:
@@ -150,7 +159,8 @@ class KeystoneSettings(BaseModel):
                     document = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
                 except (OSError, yaml.YAMLError) as error:
                     raise ValueError(f"cannot read {candidate}: {type(error).__name__}") from None
-                entry = (document.get("clouds") or {}).get(cloud)
+                clouds = document.get("clouds") if isinstance(document, dict) else None
+                entry = clouds.get(cloud) if isinstance(clouds, dict) else None
                 if not isinstance(entry, dict):
                     raise ValueError(f"{candidate} has no cloud named {cloud!r} (OS_CLOUD)")
                 auth = {
@@ -167,12 +177,18 @@ class KeystoneSettings(BaseModel):
     def _split(
         cls, auth_type: str, found: dict[str, str], region: str | None, interface: str | None, source: str
     ) -> KeystoneSettings:
-        if not found.get("auth_url"):
+        auth_url = found.get("auth_url")
+        if not auth_url:
             raise ValueError(f"no auth_url in {source}")
+        if auth_url.startswith("http://") and not is_loopback(auth_url):
+            raise ValueError(
+                f"the Keystone auth_url in {source} is plain http:// to another host: the credentials would "
+                "travel in cleartext; use https://"
+            )
         return cls(
             auth_type=auth_type,
-            options={key: value for key, value in found.items() if key not in SECRET_OPTIONS},
-            secrets={key: SecretStr(value) for key, value in found.items() if key in SECRET_OPTIONS},
+            options={key: value for key, value in found.items() if not is_secret(key)},
+            secrets={key: SecretStr(value) for key, value in found.items() if is_secret(key)},
             region_name=region or None,
             interface=interface or "public",
             source=source,
@@ -188,8 +204,7 @@ class Keystone:
         self._session: Any = None
         self._plugin: Any = None
         self._token: SecretStr | None = None
-        self._expires: datetime.datetime | None = None
-        self._margin = REFRESH_BEFORE
+        self._refresh_at = 0.0  # event-loop time: the wall clocks of here and Keystone may differ
         self._fetching: asyncio.Lock | None = None
         self.advice = (
             f"check the Keystone credentials in {settings.source} (a rotated Secret is read at the "
@@ -211,14 +226,19 @@ class Keystone:
                 region_name=self._settings.region_name,
             ),
         )
+        if endpoint and str(endpoint).startswith("http://") and not is_loopback(str(endpoint)):
+            raise ValueError(
+                f"the Keystone catalog names a plain http:// load-balancer endpoint ({endpoint}): the token "
+                "would travel in cleartext; set LBOP_CLOUD_URL to its https:// endpoint"
+            )
         return str(endpoint) if endpoint else None
 
     def _make(self) -> tuple[Any, Any]:
         from keystoneauth1 import loading, session
 
-        loader: Any = loading.get_plugin_loader(self._settings.auth_type)
         secrets = {key: value.get_secret_value() for key, value in self._settings.secrets.items()}
         try:
+            loader: Any = loading.get_plugin_loader(self._settings.auth_type)
             plugin = loader.load_from_options(**self._settings.options, **secrets)
         except Exception as error:  # its MissingRequiredOptions & co. name the options, never their values
             raise ValueError(f"Keystone settings from {self._settings.source}: {error}") from None
@@ -232,12 +252,12 @@ class Keystone:
         return {"X-Auth-Token": token.get_secret_value()}
 
     def _due(self) -> bool:
-        if self._token is None or self._expires is None:
-            return True
-        left = (self._expires - datetime.datetime.now(datetime.UTC)).total_seconds()
-        return left < self._margin
+        return self._token is None or asyncio.get_running_loop().time() >= self._refresh_at
 
-    async def refused(self) -> bool:
+    async def refused(self, sent: dict[str, str]) -> bool:
+        token = self._token
+        if token is not None and sent.get("X-Auth-Token") != token.get_secret_value():
+            return True  # refused an older token: the current one was fetched since
         await self._fetch(force=True)
         return True
 
@@ -250,9 +270,11 @@ class Keystone:
                 return  # another task fetched one meanwhile
             if self._token is not None:  # due or refused: a new one, not keystoneauth1's cached one
                 await asyncio.to_thread(self._plugin.invalidate)
+            asked_at = asyncio.get_running_loop().time()
             token, issued, expires = await self._blocking("get a Keystone token", self._token_now)
-            self._token, self._expires = SecretStr(token), expires
-            self._margin = min(REFRESH_BEFORE, (expires - issued).total_seconds() / 2)
+            life = (expires - issued).total_seconds()  # both Keystone's clock: no skew between them
+            self._token = SecretStr(token)
+            self._refresh_at = asked_at + life - min(REFRESH_BEFORE, life / 2)
             logger.info(
                 "got a Keystone token from %s, valid until %s", self._settings.source, expires.isoformat()
             )
@@ -283,6 +305,9 @@ class Keystone:
 
     async def close(self) -> None:
         self._token = None
+        session, self._session = self._session, None
+        if session is not None:
+            await asyncio.to_thread(session.session.close)  # keystoneauth1's requests session
 
 
 def _aware(moment: datetime.datetime) -> datetime.datetime:

@@ -45,7 +45,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from lb_operator.cloud.credentials import Credentials
-from lb_operator.cloud.errors import CloudError, Invalid, NotFound, Unauthorized
+from lb_operator.cloud.errors import Busy, CloudError, Invalid, NotFound, Unauthorized
 from lb_operator.cloud.models import (
     HealthMonitor,
     HealthMonitorSpec,
@@ -126,6 +126,11 @@ def _read_error(payload: bytes) -> tuple[dict[str, list[str]], str | None]:
         if said:
             return {}, str(said)[:_MAX_DETAIL]
     return {}, text[:_MAX_DETAIL] or None
+
+
+def _transient_conflict(detail: str) -> bool:
+    """Octavia's 409s that mean "not now": the tree is PENDING_* ("… is immutable …", "Invalid state")."""
+    return "immutable" in detail or "Invalid state" in detail or not detail
 
 
 def _is_uuid(value: str) -> bool:
@@ -210,11 +215,21 @@ class OctaviaClient(OneInstance):
         A refused token (401) is dropped and the request sent once more with a fresh one.
         """
         operation = f"{what} ({method} /{path})"
-        answer = await self._send(operation, method, path, body, params)
-        if answer.status == 401 and await self._credentials.refused():
-            answer = await self._send(operation, method, path, body, params)
+        headers = await self._credentials.headers()
+        answer = await self._send(operation, method, path, headers, body, params)
+        if answer.status == 401 and await self._credentials.refused(headers):
+            answer = await self._send(
+                operation, method, path, await self._credentials.headers(), body, params
+            )
+        detail = _read_error(answer.payload)[1] or ""
+        if answer.status == 403 and "quota" in detail.lower():  # Octavia's QuotaException is a 403
+            raise Busy(operation, f"{detail} (free some, or have the project's quota raised)", 403)
+        if answer.status == 409 and not _transient_conflict(detail):
+            # Octavia's 409 is also "already exists" (a listener port taken, a second monitor): not busy.
+            raise Invalid(operation, 409, detail=detail)
+        if answer.status == 501:  # the provider cannot do it (an algorithm it lacks): no retry helps
+            raise Invalid(operation, 501, detail=detail, advice="choose what this Octavia provider supports")
         if answer.status in (401, 403):
-            detail = _read_error(answer.payload)[1]
             raise Unauthorized(
                 operation,
                 answer.status,
@@ -229,10 +244,10 @@ class OctaviaClient(OneInstance):
         operation: str,
         method: str,
         path: str,
+        headers: dict[str, str],
         body: Mapping[str, Any] | None,
         params: Mapping[str, str] | None,
     ) -> Answer:
-        headers = await self._credentials.headers()
         return await self._transport.send(operation, method, path, headers, body, params, self._endpoint)
 
     async def _create(self, kind: str, path: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -264,10 +279,24 @@ class OctaviaClient(OneInstance):
         params: dict[str, str] = {"tags": ",".join(tags_out(tags))} if tags else {}
         found: list[dict[str, Any]] = []
         while True:
-            data = await self._request(what, "GET", path, params=params or None)
+            try:
+                data = await self._request(what, "GET", path, params=params or None)
+            except Invalid as error:
+                if "marker" not in str(error):
+                    raise
+                # The last object of the page before was deleted meanwhile: list again, later.
+                raise Busy(
+                    f"{what} (GET /{path})", "a page's marker was deleted while listing", 400
+                ) from None
             if not isinstance(data, dict) or not isinstance(data.get(key), list):
                 raise CloudError(f"{what}: Octavia answered without a list of {key}")
-            page = [item for item in data[key] if item.get("provisioning_status") != "DELETED"]
+            # Filtered here too: an Octavia that does not filter by tags (``allow_filtering``) would
+            # otherwise hand back another object as ours.
+            page = [
+                item
+                for item in data[key]
+                if item.get("provisioning_status") != "DELETED" and _carries(item, tags or {})
+            ]
             found += page
             following = [link for link in data.get(f"{key}_links") or [] if link.get("rel") == "next"]
             if not following or not data[key]:
@@ -288,7 +317,7 @@ class OctaviaClient(OneInstance):
                 }
             )
         shaped = {
-            "uuid": data["id"],
+            "uuid": data.get("id"),
             "name": data.get("name") or "",
             "flavor": {"slug": data.get("flavor_id") or ""},
             "zone": {"slug": data.get("availability_zone") or ""},
@@ -301,9 +330,10 @@ class OctaviaClient(OneInstance):
 
     def _pool_in(self, data: dict[str, Any]) -> Pool:
         load_balancer = _first_id(data.get("loadbalancers"))
-        self._load_balancer_of_pool[str(data["id"])] = load_balancer
+        if data.get("id") and load_balancer:
+            self._load_balancer_of_pool[str(data["id"])] = load_balancer
         shaped = {
-            "uuid": data["id"],
+            "uuid": data.get("id"),
             "name": data.get("name") or "",
             "load_balancer": {"uuid": load_balancer},
             "algorithm": str(data.get("lb_algorithm", "")).lower(),
@@ -322,14 +352,14 @@ class OctaviaClient(OneInstance):
 
     async def _member_in(self, pool: str, data: dict[str, Any]) -> Member:
         shaped = {
-            "uuid": data["id"],
+            "uuid": data.get("id"),
             "name": data.get("name") or "",
             "enabled": bool(data.get("admin_state_up", True)),
             "pool": {"uuid": pool},
             "load_balancer": {"uuid": await self._load_balancer_of(pool)},
-            "protocol_port": data["protocol_port"],
+            "protocol_port": data.get("protocol_port"),
             "monitor_port": data.get("monitor_port"),
-            "address": data["address"],
+            "address": data.get("address"),
             "subnet": {"uuid": data.get("subnet_id") or ""},
             "monitor_status": _MONITOR_STATUS.get(str(data.get("operating_status"))),
             "tags": tags_in(data.get("tags")),
@@ -340,12 +370,12 @@ class OctaviaClient(OneInstance):
     def _listener_in(self, data: dict[str, Any]) -> Listener:
         pool = data.get("default_pool_id")
         shaped = {
-            "uuid": data["id"],
+            "uuid": data.get("id"),
             "name": data.get("name") or "",
             "pool": {"uuid": pool} if pool else None,
             "load_balancer": {"uuid": _first_id(data.get("loadbalancers"))},
             "protocol": str(data.get("protocol", "")).lower(),
-            "protocol_port": data["protocol_port"],
+            "protocol_port": data.get("protocol_port"),
             "allowed_cidrs": data.get("allowed_cidrs") or [],
             **{ours: data.get(theirs) for ours, theirs in _TIMEOUTS.items()},
             "tags": tags_in(data.get("tags")),
@@ -355,6 +385,8 @@ class OctaviaClient(OneInstance):
 
     async def _health_monitor_in(self, data: dict[str, Any]) -> HealthMonitor:
         pool = _first_id(data.get("pools"))
+        if not pool:
+            raise CloudError("read health monitor: Octavia answered one without its pool")
         kind = str(data.get("type", "")).lower()
         http = None
         if kind in ("http", "https"):
@@ -367,13 +399,13 @@ class OctaviaClient(OneInstance):
                 "host": data.get("domain_name"),
             }
         shaped = {
-            "uuid": data["id"],
+            "uuid": data.get("id"),
             "pool": {"uuid": pool},
             "load_balancer": {"uuid": await self._load_balancer_of(pool)},
             "type": kind,
-            "delay_s": data["delay"],
-            "timeout_s": data["timeout"],
-            "up_threshold": data["max_retries"],
+            "delay_s": data.get("delay"),
+            "timeout_s": data.get("timeout"),
+            "up_threshold": data.get("max_retries"),
             "down_threshold": data.get("max_retries_down") or MONITOR_DEFAULTS["max_retries_down"],
             "http": http,
             "tags": tags_in(data.get("tags")),
@@ -620,7 +652,18 @@ class OctaviaClient(OneInstance):
     async def list_health_monitors(self, tags: Mapping[str, str] | None = None) -> list[HealthMonitor]:
         """All health monitors of the project, or those carrying ``tags``."""
         found = await self._list("health monitor", f"{_LBAAS}/healthmonitors", "healthmonitors", tags)
-        return [await self._health_monitor_in(item) for item in found]
+        listed = []
+        for item in found:
+            try:
+                listed.append(await self._health_monitor_in(item))
+            except NotFound:  # its pool was deleted since the list was read: so is the monitor
+                continue
+        return listed
+
+
+def _carries(item: dict[str, Any], tags: Mapping[str, str]) -> bool:
+    found = tags_in(item.get("tags"))
+    return all(found.get(key) == value for key, value in tags.items())
 
 
 def _unwrap(what: str, key: str, data: Any) -> dict[str, Any]:
@@ -662,4 +705,5 @@ def _http_out(http: Mapping[str, Any]) -> dict[str, Any]:
         body["http_version"] = float(http["version"])
     if http.get("host") is not None:
         body["domain_name"] = http["host"]
+        body.setdefault("http_version", 1.1)  # Octavia needs it with a domain name; cloudscale's default
     return body

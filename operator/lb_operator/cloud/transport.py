@@ -100,6 +100,7 @@ class Transport:
                 params=params,
                 headers=dict(headers),
                 timeout=self._timeout,
+                allow_redirects=False,  # a redirect would carry a credential header to wherever it points
             ) as response:
                 answer = Answer(response.status, response.reason or "", await response.read())
             outcome = str(answer.status)

@@ -48,6 +48,7 @@ from lb_operator.reconcile.engine import (
 )
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource, VersionConflict
+from lb_operator.sharding.drain import refuses
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ async def on_change(body: Mapping[str, Any], retry: int, memo: kopf.Memo, **_: A
     """
     ctx: Context = memo["context"]
     pending: Pending | None = memo.get("pending")
-    if pending is not None and drained(memo, body):  # no change starts here
+    if pending is not None and (refuses(body) or drained(memo, body)):  # no change starts here
         raise kopf.TemporaryError("moving to another replica; it will continue there", delay=DRAINED_RETRY)
     if pending is None:  # run without start-up (unit tests): the change is the attempt
         async with running(memo, body):

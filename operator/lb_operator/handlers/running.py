@@ -38,8 +38,9 @@ def drained(memo: kopf.Memo, body: Mapping[str, Any]) -> bool:
     """Whether the object is being drained away, or was let go: by its labels, or — should the body
     be older than the drain — by what this replica's drainer has seen."""
     replica: Replica | None = memo.get("replica")
-    uid = str(body["metadata"]["uid"])
-    return refuses(body) or (replica is not None and replica.drainer.letting_go(uid))
+    if replica is None:  # no sharding: no drain either (a label left behind must not block a deletion)
+        return False
+    return refuses(body) or replica.drainer.letting_go(str(body["metadata"]["uid"]))
 
 
 def busy(memo: kopf.Memo, uid: str) -> bool:

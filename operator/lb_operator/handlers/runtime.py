@@ -14,7 +14,7 @@ import kopf
 from kubernetes.aio import client, config
 
 from lb_operator.api import ALL_KINDS, GROUP, VERSION
-from lb_operator.cloud import CloudError
+from lb_operator.cloud import Busy, CloudError
 from lb_operator.cloud.backends import open_backend
 from lb_operator.health import WatchHealth
 from lb_operator.mutex import LeaseMutex
@@ -27,6 +27,9 @@ from lb_operator.sharding.streams import Mirror
 
 logger = logging.getLogger(__name__)
 
+
+STARTUP_RETRY = 10.0
+"""Seconds before start-up is tried again when the cloud's credentials service cannot be reached."""
 
 PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
 
@@ -100,7 +103,10 @@ async def open_context(events: Callable[[Resource, str, str, str], None]) -> Con
             settings.cloud_request_timeout,
             settings.cloud_connections,
         )
-    except (ValueError, CloudError) as error:  # a bad configuration, or Keystone refused or unreachable
+    except Busy as error:  # Keystone (or its catalog) cannot be reached now: start-up is tried again
+        await api.close()  # type: ignore[no-untyped-call]
+        raise kopf.TemporaryError(f"{error}; start-up tries again", delay=STARTUP_RETRY) from None
+    except (ValueError, CloudError) as error:  # a bad configuration, or credentials refused
         await api.close()  # type: ignore[no-untyped-call]
         raise kopf.PermanentError(str(error)) from None
     mutex: LeaseMutex | None = None

@@ -229,3 +229,31 @@ async def test_a_missing_object_is_not_found_and_its_delete_succeeds(client: Oct
         await client.get_listener(missing)
     await client.delete_health_monitor(missing)
     await client.delete_load_balancer(missing)
+
+
+async def test_a_409_that_means_already_there_is_invalid_and_a_host_needs_no_version(
+    client: OctaviaClient,
+) -> None:
+    lb = await _load_balancer(client, "duplicates")
+    pool = await client.create_pool(
+        PoolSpec(name="p", load_balancer=lb, algorithm="round_robin", protocol="tcp")
+    )
+    await _settled(client, lb)
+    await client.create_listener(ListenerSpec(name="a", pool=pool.uuid, protocol_port=8000))
+    await _settled(client, lb)
+    other = await client.create_pool(
+        PoolSpec(name="q", load_balancer=lb, algorithm="round_robin", protocol="tcp")
+    )
+    await _settled(client, lb)
+    with pytest.raises(Invalid, match="409") as caught:  # the port is taken: waiting will not free it
+        await client.create_listener(ListenerSpec(name="b", pool=other.uuid, protocol_port=8000))
+    assert caught.value.status == 409
+    await _settled(client, lb)
+    # Octavia refuses a domain name without an HTTP version; cloudscale's default (1.1) is sent with it.
+    monitor = await client.create_health_monitor(
+        HealthMonitorSpec(pool=pool.uuid, type="http", http=HttpCheckSpec(host="web.example"))
+    )
+    assert monitor.http is not None
+    assert (monitor.http.host, monitor.http.version) == ("web.example", "1.1")
+    await _settled(client, lb)
+    await client.delete_load_balancer(lb)

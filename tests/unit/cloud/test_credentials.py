@@ -105,3 +105,22 @@ def test_an_entry_without_an_auth_url_is_refused(tmp_path: Path) -> None:
 def test_noauth_needs_a_project() -> None:
     with pytest.raises(ValueError, match="OS_PROJECT_ID"):
         NoAuth("")
+
+
+def test_a_plain_http_keystone_on_another_host_is_refused() -> None:
+    with pytest.raises(ValueError, match="cleartext"):
+        KeystoneSettings.from_env(
+            {"OS_AUTH_URL": "http://keystone.example/v3", "OS_USERNAME": "u", "OS_PASSWORD": SECRET}
+        )
+    local = KeystoneSettings.from_env({"OS_AUTH_URL": "http://127.0.0.1:5000/v3", "OS_PASSWORD": SECRET})
+    assert local is not None  # a Keystone on this host (the tests') may be plain http
+
+
+def test_every_option_that_names_a_secret_is_kept_secret() -> None:
+    settings = KeystoneSettings.from_env(
+        {"OS_AUTH_URL": "https://k/v3", "OS_AUTH_TYPE": "v3oidcpassword", "OS_CLIENT_SECRET": SECRET}
+    )
+    assert settings is not None
+    assert "client_secret" in settings.secrets
+    assert SECRET not in str(settings)
+    assert SECRET not in repr(settings)

@@ -105,3 +105,12 @@ async def test_a_handler_running_when_the_drain_comes_holds_the_acknowledgement(
         assert fleet.acks.patches == [], "let go of an object while a handler ran on it"
     await _settle()
     assert len(fleet.acks.patches) == 1
+
+
+async def test_without_sharding_a_leftover_drain_label_blocks_nothing() -> None:
+    # No replica (sharding off): no drainer would ever take the label away, so it must not stop a
+    # deletion or a drift check from running.
+    ran = False
+    async with running({}, _body(3, {SHARD_LABEL: ME, DRAIN_LABEL: "true"})):
+        ran = True
+    assert ran
