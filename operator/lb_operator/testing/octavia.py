@@ -65,8 +65,12 @@ class KeystoneProcess:
                 raise RuntimeError(f"Keystone exited with {self.process.returncode}; see {log}")
             return printed.exists()  # written whole, then renamed into place
 
-        wait_for("Keystone to be set up", ready, 120, 0.2)
-        self.made: dict[str, str] = json.loads(printed.read_text())
+        try:
+            wait_for("Keystone to be set up", ready, 120, 0.2)
+            self.made: dict[str, str] = json.loads(printed.read_text())
+        except BaseException:  # a server that never came up is not left running
+            self.stop()
+            raise
 
     def stats(self) -> dict[str, Any]:
         """Tokens issued (``tokens``), and per user or application credential (``by``)."""
@@ -135,7 +139,11 @@ class OctaviaProcess:
             argv += ["--keystone-password", made["octavia_password"]]
             argv += ["--keystone-project", made["octavia_project_name"]]
         self.process = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-        wait_for("Octavia to listen", self._up, 90, 0.1)
+        try:
+            wait_for("Octavia to listen", self._up, 90, 0.1)
+        except BaseException:  # neither it nor its Keystone is left running
+            self.stop()
+            raise
 
     def env(self) -> dict[str, str]:
         """What points an operator at this Octavia: its URL and project, or Keystone alone."""
