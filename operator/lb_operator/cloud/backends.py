@@ -60,7 +60,6 @@ async def open_backend(
     octavia = OctaviaClient(
         OctaviaSettings(
             base_url=url,
-            project_id=env.get("OS_PROJECT_ID"),
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
             connection_limit=connections,

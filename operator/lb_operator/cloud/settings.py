@@ -136,7 +136,7 @@ class OctaviaSettings(BaseModel):
 
     ``base_url`` unset: the load-balancer endpoint comes from the Keystone
     catalog. Set with no Keystone credentials: a ``noauth`` Octavia, whose
-    project is ``project_id`` (sent as ``X-Project-Id``).
+    project ``credentials.NoAuth`` sends.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -145,9 +145,6 @@ class OctaviaSettings(BaseModel):
         default=None,
         description="The load-balancer endpoint (its root: `/v2/lbaas/…` is appended); default: from the "
         "Keystone catalog.",
-    )
-    project_id: str | None = Field(
-        default=None, description="The project of a noauth Octavia (OS_PROJECT_ID)."
     )
     request_timeout: float = Field(default=30.0, gt=0, description="Seconds: bound on one request.")
     connect_timeout: float = Field(default=5.0, gt=0, description="Seconds: bound on opening a connection.")
