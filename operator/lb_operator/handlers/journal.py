@@ -16,20 +16,26 @@ import asyncio
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lb_operator.reconcile.resources import Resource
 
 
 class Journal:
-    """Appends lines to ``path``; one short ``O_APPEND`` write each, so the lines of processes never mix."""
+    """Appends lines to ``path``; one short ``O_APPEND`` write each, so the lines of processes never mix.
+
+    One writer thread: a process's lines land in the order they were recorded (with a thread per
+    line, a run's "end" could overtake its "start").
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
 
     async def record(self, uid: str, event: str, **details: object) -> None:
         line = {"uid": uid, "event": event, "pid": os.getpid(), "t": time.monotonic(), **details}
-        await asyncio.to_thread(self._append, json.dumps(line) + "\n")
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._append, json.dumps(line) + "\n")
 
     async def wrote(self, obj: Resource, what: str) -> None:
         """``obj`` is about to be written: ``what`` is ``cloud`` or ``status``."""

@@ -108,6 +108,12 @@ class Drainer:
         ours = labels.get(SHARD_LABEL) == self._identity
         if event == "DELETED" or (ours and DRAIN_LABEL not in labels):
             self._let_go.discard(uid)  # gone, or (given back to us) ours again
+            # A drain called off: its acknowledgement must not outlive it, or a drain issued again
+            # would find it pending, and it would let go without waiting for handlers started here
+            # in between. The next drain starts an acknowledgement of its own.
+            pending = self._acks.pop(uid, None)
+            if pending is not None:
+                pending.cancel()
         elif event in ("ADDED", "MODIFIED") and ours and kind in self._plurals:
             self._let_go.add(uid)
             self._acknowledge_later(self._plurals[kind], body)
@@ -117,20 +123,27 @@ class Drainer:
         if uid not in self._acks:
             task = asyncio.create_task(self._acknowledge(plural, body), name=f"drain {uid}")
             self._acks[uid] = task
-            task.add_done_callback(lambda _: self._acks.pop(uid, None))
+            task.add_done_callback(self._forget_ack)
+
+    def _forget_ack(self, task: asyncio.Task[None]) -> None:
+        uid = task.get_name().removeprefix("drain ")
+        if self._acks.get(uid) is task:  # not a later drain's acknowledgement, started since
+            del self._acks[uid]
 
     async def _acknowledge(self, plural: str, body: dict[str, Any]) -> None:
         metadata = body["metadata"]
         uid, namespace, name = metadata["uid"], metadata["namespace"], metadata["name"]
-        if self.busy(uid):
-            idle = self._idle.setdefault(uid, asyncio.Event())
-            try:
-                self._leaving(body, True)  # a handler waiting for a parent stops waiting
-                await idle.wait()
-            finally:
-                self._leaving(body, False)
         version = metadata["resourceVersion"]
         while True:
+            # Every attempt, not just the first: after a conflict the object may have been given
+            # back and drained again, and a handler may have started here in between.
+            if self.busy(uid):
+                idle = self._idle.setdefault(uid, asyncio.Event())
+                try:
+                    self._leaving(body, True)  # a handler waiting for a parent stops waiting
+                    await idle.wait()
+                finally:
+                    self._leaving(body, False)
             patch = {
                 "metadata": {"resourceVersion": version, "labels": {SHARD_LABEL: None, DRAIN_LABEL: None}}
             }

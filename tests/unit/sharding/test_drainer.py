@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
+import threading
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import kopf
 import pytest
+from kubernetes.aio.client.exceptions import ApiException
 
+from lb_operator.handlers.journal import Journal
 from lb_operator.handlers.running import running
 from lb_operator.sharding import DRAIN_LABEL, SHARD_LABEL
 from lb_operator.sharding.drain import Drainer
@@ -114,3 +119,74 @@ async def test_without_sharding_a_leftover_drain_label_blocks_nothing() -> None:
     async with running({}, _body(3, {SHARD_LABEL: ME, DRAIN_LABEL: "true"})):
         ran = True
     assert ran
+
+
+class CalledOff(Acknowledgements):
+    """The API server while a drain is called off and issued again: the first label removal waits
+    for the test (the call-off happens meanwhile), then fails on the object's newer version; a
+    re-read answers the newest body. Records each removal it takes with whether a handler ran."""
+
+    def __init__(self, drainer: Drainer) -> None:
+        super().__init__()
+        self.drainer = drainer
+        self.first = asyncio.Event()
+        self.proceed = asyncio.Event()
+        self.current: dict[str, Any] = {}
+        self.taken_while_busy: list[bool] = []
+
+    async def patch_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if not self.first.is_set():
+            self.first.set()
+            await self.proceed.wait()
+            raise ApiException(status=409, reason="Conflict")
+        self.taken_while_busy.append(self.drainer.busy("u1"))
+        return await super().patch_namespaced_custom_object(*args, **kwargs)
+
+    async def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return copy.deepcopy(self.current)
+
+
+async def test_a_drain_called_off_and_issued_again_waits_for_the_handlers_started_between(fleet: Any) -> None:
+    api = CalledOff(fleet.drainer)
+    fleet.drainer._objects = api
+    fleet.mirror._deliver(KIND, "ADDED", _body(3, {SHARD_LABEL: ME}))
+    fleet.mirror._deliver(KIND, "MODIFIED", _body(4, {SHARD_LABEL: ME, DRAIN_LABEL: "true"}))
+    await asyncio.wait_for(api.first.wait(), 5)  # the first acknowledgement is on its way
+    fleet.mirror._deliver(KIND, "MODIFIED", _body(5, {SHARD_LABEL: ME}))  # the drain called off
+    async with running(fleet.memo, _body(5, {SHARD_LABEL: ME})):  # so a handler may start here
+        api.current = _body(6, {SHARD_LABEL: ME, DRAIN_LABEL: "true"})  # and the drain comes again
+        fleet.mirror._deliver(KIND, "MODIFIED", copy.deepcopy(api.current))
+        api.proceed.set()
+        await _settle()
+        assert api.taken_while_busy == [], "let go of an object while a handler started here ran on it"
+    await _settle()
+    assert api.taken_while_busy == [False], "the drain issued again was not acknowledged after the handler"
+
+
+async def test_a_run_withdrawn_as_it_begins_journals_its_end(tmp_path: Path) -> None:
+    # The drain withdraws a change that has not begun by cancelling its task, which may be at the
+    # run's first await: the journal's "start". The line is written anyway (the thread took it),
+    # so the run's "end" must follow, or the journal shows this replica acting on the object ever after.
+    journal = Journal(tmp_path / "journal")
+    gate = threading.Event()
+    append = journal._append
+
+    def held(line: str) -> None:  # the writer thread takes the "start" line and is held there
+        gate.wait(5)
+        append(line)
+
+    journal._append = held  # type: ignore[method-assign]
+    memo = kopf.Memo(journal=journal)
+
+    async def run() -> None:
+        async with running(memo, _body(3, {})):
+            await asyncio.sleep(60)
+
+    task = asyncio.create_task(run())
+    await _settle()  # awaiting the "start" line
+    task.cancel()
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    lines = [json.loads(line)["event"] for line in (tmp_path / "journal").read_text().splitlines()]
+    assert lines == ["start", "end"]
