@@ -24,20 +24,33 @@ same part.
 Every request is served one at a time (SQLite takes one writer; a real
 Octavia serializes per load balancer with the same PENDING_* states, so the
 409 answers are the same). ``GET /debug/stats`` counts requests, mutations,
-409 answers (the overlap oracle) and live objects per kind.
+409 answers (the overlap oracle), injected faults and live objects per kind.
+
+The simulator's debug endpoints, for the same suites: ``GET /debug/log``,
+every change Octavia answered (the last 10,000, in the order they were
+applied, each with the object's tags after it); ``GET``/``PUT
+/debug/faults``, the same fault settings as the simulator's (``fault_500``,
+``fault_hang``, ``fault_lost``, ``hang_seconds``, ``methods``): a 500 before
+Octavia sees the request, a hang then 504, or a 504 at once while the request
+goes on to Octavia and is applied after it (a gateway that gave up). They
+wrap Octavia's app; Octavia itself is unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import logging
+import math
+import random
+import re
 import socketserver
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -102,6 +115,19 @@ LOOKUPS = (
 """Octavia's lookup tables (constants → model), seeded as its functional tests seed them."""
 
 MUTATIONS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+LOG_LIMIT = 10_000
+KINDS = {  # a path's last collection → the simulator's kind names, which the shared checks read
+    "loadbalancers": "load_balancer",
+    "listeners": "listener",
+    "pools": "pool",
+    "members": "member",
+    "healthmonitors": "health_monitor",
+}
+OPS = {"POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+PATH = re.compile(
+    r"^/v2(?:\.0)?/lbaas/(?:pools/(?P<pool>[^/]+)/)?(?P<collection>[a-z]+)(?:/(?P<id>[^/]+))?/?$"
+)
 TICK = 0.01
 """Seconds between two looks of the status task."""
 
@@ -115,6 +141,93 @@ class Stats:
         self.conflicts = 0  # 409 answers: a change under a load balancer that was PENDING_*
         self.by_status: Counter[str] = Counter()
         self.completed = 0  # load-balancer trees the status task brought to ACTIVE or removed
+        self.faults: Counter[str] = Counter()  # injected: "500", "hang", "lost"
+        self.log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
+
+    def record(self, method: str, path: str, status: str, answer: bytes, start: float) -> None:
+        """A change Octavia answered, in the shape of the simulator's ``/debug/log``."""
+        matched = PATH.match(path)
+        if matched is None or method not in OPS:
+            return
+        collection = matched["collection"]
+        kind = KINDS.get(collection)
+        if kind is None:
+            return
+        code = status.split()[0]
+        entry: dict[str, Any] = {
+            "kind": kind,
+            "op": OPS[method],
+            "uuid": matched["id"],
+            "start": start,
+            "end": time.monotonic(),
+            "outcome": "ok" if code.startswith("2") else code,
+            "tags": None,
+        }
+        if code.startswith("2") and method != "DELETE" and answer.strip():
+            with contextlib.suppress(ValueError, AttributeError, StopIteration):
+                obj = next(iter(json.loads(answer).values()))
+                entry["uuid"] = obj["id"]
+                entry["tags"] = dict(tag.partition("=")[::2] for tag in obj.get("tags") or [])
+        self.log.append(entry)
+
+
+class Faults:
+    """The simulator's fault settings, drawn once per API request whose method they name (all, if none).
+
+    Kept apart from ``lb_operator.simulator.faults`` because this server runs
+    in Octavia's virtualenv, where the operator's package is not installed.
+    """
+
+    PROBABILITIES = ("fault_500", "fault_hang", "fault_lost")
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.settings: dict[str, Any] = {
+            "fault_500": 0.0,
+            "fault_hang": 0.0,
+            "fault_lost": 0.0,
+            "hang_seconds": 30.0,
+            "methods": [],
+        }
+        self._random = random.Random(seed)
+
+    def configure(self, fields: Any) -> dict[str, list[str]]:
+        """Change the given settings; the errors per field (then nothing changed)."""
+        if not isinstance(fields, dict):
+            return {"non_field_errors": ["Expected a JSON object of fault settings."]}
+        errors: dict[str, list[str]] = {}
+        merged = {**self.settings}
+        for name, value in fields.items():
+            if name not in self.settings:
+                errors[name] = [f"Unknown field; choose among {', '.join(self.settings)}."]
+            elif name == "methods":
+                if not isinstance(value, list) or any(item not in METHODS for item in value):
+                    errors[name] = [f"Expected a list of {', '.join(METHODS)}."]
+                else:
+                    merged[name] = sorted(set(value))
+            elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                errors[name] = ["A valid number is required."]
+            elif name == "hang_seconds" and value <= 0:
+                errors[name] = ["Ensure this value is greater than 0."]
+            elif name != "hang_seconds" and not 0 <= value <= 1:
+                errors[name] = ["Ensure this value is between 0 and 1."]
+            else:
+                merged[name] = float(value)
+        if not errors and sum(merged[name] for name in self.PROBABILITIES) > 1:
+            errors["fault_500"] = ["fault_500 + fault_hang + fault_lost must not exceed 1."]
+        if not errors:
+            self.settings = merged
+        return errors
+
+    def draw(self, method: str) -> str | None:
+        """``"500"``, ``"hang"``, ``"lost"`` or None for one request."""
+        if self.settings["methods"] and method not in self.settings["methods"]:
+            return None
+        roll = self._random.random()
+        for name in self.PROBABILITIES:
+            if roll < self.settings[name]:
+                return name.removeprefix("fault_")
+            roll -= self.settings[name]
+        return None
 
 
 def _database(state: Path, auth: str) -> Any:
@@ -293,25 +406,54 @@ def _live_objects(engine: Any) -> dict[str, int]:
     return counts
 
 
-def _served(app: Any, engine: Any, lock: threading.Lock, stats: Stats) -> Any:
-    """Octavia's app, one request at a time, counted; ``/debug/stats`` besides."""
+def _served(app: Any, engine: Any, lock: threading.Lock, stats: Stats, faults: Faults) -> Any:
+    """Octavia's app, one request at a time, counted, journaled, with faults injected as set;
+    ``/debug/stats``, ``/debug/log`` and ``/debug/faults`` besides."""
 
-    def serve(environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("PATH_INFO") == "/debug/stats":
-            with lock:
-                body = {
-                    "requests": stats.requests,
-                    "mutations": stats.mutations,
-                    "conflicts": stats.conflicts,
-                    "by_status": dict(stats.by_status),
-                    "completed": stats.completed,
-                    "objects": _live_objects(engine),
-                }
-            start_response("200 OK", [("Content-Type", "application/json")])
-            return [json.dumps(body).encode()]
+    def answer(start_response: Any, status: str, body: Any) -> list[bytes]:
+        start_response(status, [("Content-Type", "application/json")])
+        return [json.dumps(body).encode()]
+
+    def debug(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        path, method = environ["PATH_INFO"], environ.get("REQUEST_METHOD", "GET")
+        with lock:
+            if path == "/debug/stats":
+                return answer(
+                    start_response,
+                    "200 OK",
+                    {
+                        "requests": stats.requests,
+                        "mutations": stats.mutations,
+                        "conflicts": stats.conflicts,
+                        "by_status": dict(stats.by_status),
+                        "completed": stats.completed,
+                        "faults": dict(stats.faults),
+                        "objects": _live_objects(engine),
+                    },
+                )
+            if path == "/debug/log":
+                return answer(start_response, "200 OK", list(stats.log))
+            if path == "/debug/faults" and method == "PUT":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                try:
+                    fields = json.loads(environ["wsgi.input"].read(length) or b"null")
+                except ValueError:
+                    fields = None
+                errors = faults.configure(fields)
+                if errors:
+                    return answer(start_response, "400 Bad Request", errors)
+                logger.info("faults set: %s", faults.settings)
+            if path == "/debug/faults":
+                return answer(start_response, "200 OK", faults.settings)
+        return answer(start_response, "404 Not Found", {"detail": f"no debug endpoint {path}"})
+
+    def octavia(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        """One request through Octavia, inside the lock, counted and journaled."""
         method = environ.get("REQUEST_METHOD", "GET")
+        seen: list[str] = []
 
         def counted(status: str, headers: Any, exc_info: Any = None) -> Any:
+            seen.append(status)
             stats.requests += 1
             stats.by_status[status.split()[0]] += 1
             if method in MUTATIONS:
@@ -321,7 +463,32 @@ def _served(app: Any, engine: Any, lock: threading.Lock, stats: Stats) -> Any:
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
         with lock:
-            return list(app(environ, counted))  # the whole answer inside the lock
+            start = time.monotonic()
+            body = list(app(environ, counted))  # the whole answer inside the lock
+            if method in MUTATIONS and seen:
+                stats.record(method, environ.get("PATH_INFO", ""), seen[0], b"".join(body), start)
+            return body
+
+    def serve(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO", "").startswith("/debug/"):
+            return debug(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "GET")
+        with lock:
+            fault = faults.draw(method) if environ.get("PATH_INFO", "").startswith("/v2") else None
+            hang = faults.settings["hang_seconds"]
+            if fault:
+                stats.faults[fault] += 1
+        if fault == "500":
+            return answer(start_response, "500 Internal Server Error", {"faultstring": "injected fault"})
+        if fault == "hang":
+            time.sleep(hang)  # this request's own thread; bounded
+            return answer(start_response, "504 Gateway Timeout", {"faultstring": "injected fault: hung"})
+        if fault == "lost":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            later = {**environ, "wsgi.input": io.BytesIO(environ["wsgi.input"].read(length))}
+            threading.Thread(target=octavia, args=(later, lambda *_: None), daemon=True).start()
+            return answer(start_response, "504 Gateway Timeout", {"faultstring": "injected fault: lost"})
+        return octavia(environ, start_response)
 
     return serve
 
@@ -341,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, required=True, help="folder for the database and config")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds until a change is ACTIVE")
     parser.add_argument("--lb-ready-delay", type=float, default=0.5, help="seconds until a new LB is ACTIVE")
+    parser.add_argument("--seed", type=int, help="the fault dice's seed (default: random)")
     parser.add_argument("--keystone", help="Keystone's v3 URL: validate tokens there (default: noauth)")
     parser.add_argument("--keystone-user", default="octavia", help="the service user validating tokens")
     parser.add_argument("--keystone-password", default="", help="its password (a test value)")
@@ -360,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     lock, stats = threading.Lock(), Stats()
     provider = Provider(engine, lock, stats, args.latency, args.lb_ready_delay)
     threading.Thread(target=provider.run, name="provider", daemon=True).start()
-    served = _served(app, engine, lock, stats)
+    served = _served(app, engine, lock, stats, Faults(args.seed))
     server = make_server("127.0.0.1", args.port, served, server_class=_Threaded, handler_class=_Quiet)
     print(
         f"octavia (PyPI octavia, {'keystone' if args.keystone else 'noauth'}, no-op provider played by this "

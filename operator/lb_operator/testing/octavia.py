@@ -183,6 +183,11 @@ class OctaviaProcess:
             raise
         return json.loads(raw) if raw.strip() else None
 
+    def log(self) -> list[dict[str, Any]]:
+        """Every change Octavia answered, in the order applied, in the shape of the simulator's log."""
+        result: list[dict[str, Any]] = self._debug("log")
+        return result
+
     def list(self, path: str) -> list[dict[str, Any]]:
         """A collection as the simulator lists it (``load-balancers``, ``load-balancers/pools/<id>/members``
         …), read from Octavia and put in the simulator's shape for the checks the suites share (the
@@ -205,17 +210,68 @@ class OctaviaProcess:
             ]
         raise ValueError(f"no Octavia collection for the simulator's path {path!r}")
 
+    def simulated(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The simulator's ``request`` on Octavia, for the suites that change the cloud behind the
+        operator's back: a load balancer, pool, listener or member by the simulator's path (``PATCH``,
+        ``GET``, ``DELETE``), ``name``, ``enabled`` and ``tags`` changed as Octavia spells them, the
+        answer in the simulator's shape. A load balancer is deleted with its tree, as cloudscale does."""
+        parts = path.split("/")
+        if len(parts) == 5 and parts[:2] == ["load-balancers", "pools"] and parts[3] == "members":
+            pool = parts[2]
+            where, singular, shape = f"pools/{pool}/members/{parts[4]}", "member", "members"
+        elif len(parts) == 2 and parts[0] == "load-balancers":
+            where, singular, shape, pool = f"loadbalancers/{parts[1]}", "loadbalancer", "load-balancers", ""
+        elif len(parts) == 3 and parts[0] == "load-balancers" and parts[1] in ("pools", "listeners"):
+            where, singular, shape, pool = f"{parts[1]}/{parts[2]}", parts[1][:-1], parts[1], ""
+        else:
+            raise ValueError(f"no Octavia object for the simulator's path {path!r}")
+        if method == "DELETE":
+            return self.request("DELETE", f"{where}?cascade=true" if singular == "loadbalancer" else where)
+        if method == "PATCH":
+            names = {"name": "name", "enabled": "admin_state_up"}
+            changed = {names[key]: value for key, value in (body or {}).items() if key in names}
+            if "tags" in (body or {}):
+                changed["tags"] = [f"{key}={value}" for key, value in (body or {})["tags"].items()]
+            if len(changed) != len(body or {}):
+                raise ValueError(f"fields not translated for Octavia: {sorted(body or {})}")
+            self.request("PUT", where, {singular: changed})
+            return None
+        if method != "GET":
+            raise ValueError(f"{method} is not translated for Octavia")
+        found = self.request("GET", where)[singular]
+        return _as_cloudscale({**found, "pool_id": pool} if pool else found, shape)
+
     def _credentials(self) -> dict[str, str]:
         if self.keystone is None:
             return {"X-Project-Id": PROJECT}
         return {"X-Auth-Token": self.keystone.token()}
 
+    def _debug(self, path: str, method: str = "GET", body: Any = None) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}/debug/{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.request.HTTPError as error:
+            answered = error.read().decode(errors="replace")
+            error.add_note(f"{method} /debug/{path} answered {error.code}: {answered}")
+            raise
+
     def stats(self) -> dict[str, Any]:
         """Requests, mutations, 409 answers (``conflicts``, also as ``overlaps``: the simulator's name for
-        its oracle) and live objects per kind."""
-        with urllib.request.urlopen(f"{self.url}/debug/stats", timeout=10) as response:
-            result: dict[str, Any] = json.loads(response.read())
+        its oracle), injected faults and live objects per kind."""
+        result: dict[str, Any] = self._debug("stats")
         result["overlaps"] = result["conflicts"]
+        return result
+
+    def set_faults(self, **fields: Any) -> dict[str, Any]:
+        """The simulator's ``set_faults``: ``fault_500``, ``fault_hang``, ``fault_lost``, ``hang_seconds``,
+        ``methods``, injected in front of Octavia by ``tools/octavia/serve.py``."""
+        result: dict[str, Any] = self._debug("faults", "PUT", fields)
         return result
 
     def stop(self) -> None:
@@ -242,6 +298,7 @@ def _as_cloudscale(item: dict[str, Any], collection: str) -> dict[str, Any]:
     """An Octavia object in the simulator's shape: the fields the shared checks read."""
     tags = dict(tag.partition("=")[::2] for tag in item.get("tags") or [])
     shaped: dict[str, Any] = {"uuid": item["id"], "name": item.get("name") or "", "tags": tags}
+    shaped["enabled"] = item.get("admin_state_up", True)
     if collection == "load-balancers":
         shaped["status"] = item["provisioning_status"]
     elif collection == "pools":
@@ -252,7 +309,6 @@ def _as_cloudscale(item: dict[str, Any], collection: str) -> dict[str, Any]:
         shaped["pool"] = {"uuid": item["pool_id"]}
         shaped["address"] = item["address"]
         shaped["protocol_port"] = item["protocol_port"]
-        shaped["enabled"] = item["admin_state_up"]
         shaped["subnet"] = {"uuid": item.get("subnet_id")}
     elif collection == "listeners":
         shaped["pool"] = {"uuid": item["default_pool_id"]} if item.get("default_pool_id") else None
@@ -263,6 +319,7 @@ def _as_cloudscale(item: dict[str, Any], collection: str) -> dict[str, Any]:
         shaped.pop("name")
         shaped["pool"] = {"uuid": item["pools"][0]["id"]}
         shaped["type"] = item["type"].lower()
+        shaped["delay_s"], shaped["timeout_s"] = item["delay"], item["timeout"]
         if item.get("url_path"):
             shaped["http"] = {"url_path": item["url_path"]}
     return shaped
