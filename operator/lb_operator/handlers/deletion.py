@@ -77,7 +77,9 @@ async def _still_ours(ctx: Context, obj: Resource) -> bool:
 
 
 async def _discard_locks_of_gone_parents(ctx: Context, obj: Resource) -> None:
-    """Delete the lock Lease a deleted LoadBalancer or pool leaves behind, once it is gone from the cloud.
+    """Delete the lock Lease a deleted LoadBalancer or pool leaves behind, once it is gone from the cloud
+    (waited for within the attempt's deadline: Octavia answers a deletion at once and removes the
+    object when its provider is done).
 
     A LoadBalancer's family Lease goes with the LoadBalancer object; a
     pool-scoped Lease with its pool. A child finishing later finds its cloud
@@ -101,7 +103,9 @@ async def _discard_locks_of_gone_parents(ctx: Context, obj: Resource) -> None:
     until = deadline(ctx)
     try:
         async with asyncio.timeout_at(until):
-            await still_there(str(uuid))
+            while True:  # a cloud that deletes after answering (Octavia: PENDING_DELETE) still shows it
+                await still_there(str(uuid))
+                await asyncio.sleep(ctx.settings.ready_poll)
     except NotFound:
         await ctx.mutex.discard(key, until)
     except (CloudError, TimeoutError):
