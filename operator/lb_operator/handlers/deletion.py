@@ -10,13 +10,14 @@ from typing import Any
 import kopf
 
 from lb_operator.cloud import CloudError, NotFound
+from lb_operator.cloud.models import LoadBalancer, Pool
 from lb_operator.handlers.changes import KUBERNETES_TRANSIENT, backoff, deadline
 from lb_operator.handlers.events import post_event
 from lb_operator.handlers.pending import Pending
 from lb_operator.handlers.running import running
 from lb_operator.mutex import HoldLost, LockTimeout
 from lb_operator.reconcile import engine
-from lb_operator.reconcile.engine import Context, DeadlineExceeded, NoLongerOurs, family_key
+from lb_operator.reconcile.engine import UID_TAG, Context, DeadlineExceeded, NoLongerOurs, family_key
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
 
@@ -89,7 +90,7 @@ async def _discard_locks_of_gone_parents(ctx: Context, obj: Resource) -> None:
     if ctx.mutex is None:
         return
     uuid = obj.status.get("uuid")
-    still_there: Callable[[str], Awaitable[object]]
+    still_there: Callable[[str], Awaitable[LoadBalancer | Pool]]
     if obj.kind == "LoadBalancer":
         key, still_there = family_key(obj.uid), ctx.cloud.get_load_balancer
         if not uuid:
@@ -104,7 +105,13 @@ async def _discard_locks_of_gone_parents(ctx: Context, obj: Resource) -> None:
     try:
         async with asyncio.timeout_at(until):
             while True:  # a cloud that deletes after answering (Octavia: PENDING_DELETE) still shows it
-                await still_there(str(uuid))
+                found = await still_there(str(uuid))
+                if found.tags.get(UID_TAG) != obj.uid:
+                    # status.uuid names another object's (a restored copy's): the deletion left it
+                    # alone. The family Lease is this object's own; a pool's Lease is its owner's.
+                    if obj.kind == "LoadBalancer":
+                        await ctx.mutex.discard(key, until)
+                    return
                 await asyncio.sleep(ctx.settings.ready_poll)
     except NotFound:
         await ctx.mutex.discard(key, until)
