@@ -57,12 +57,12 @@ crds: setup
 octavia:
 	@python=$$(tools/octavia/build.sh) && $$python tools/octavia/serve.py --port 9876 --state "$${TMPDIR:-/tmp}/lb-operator-octavia"
 
-## test-octavia: the Octavia suites (its client, the operator, Keystone), then the replica and SIGKILL chaos
-## suites with Octavia's own API server as the cloud (LBOP_TEST_BACKEND=octavia; ~15 min)
+## test-octavia: the Octavia suites (its client, the operator, Keystone, faults), then the operator's integration
+## suites and the chaos suites (short) with Octavia's own API server as the cloud (LBOP_TEST_BACKEND=octavia; ~25 min)
 test-octavia: setup binaries
 	$(BIN)/pytest tests/integration/octavia
-	LBOP_TEST_BACKEND=octavia $(BIN)/pytest tests/integration/operator/test_replicas.py
-	LBOP_TEST_BACKEND=octavia $(BIN)/pytest -s -p no:cacheprovider tests/chaos/test_chaos.py
+	LBOP_TEST_BACKEND=octavia $(BIN)/pytest tests/integration/operator
+	LBOP_TEST_BACKEND=octavia $(BIN)/pytest -s -p no:cacheprovider tests/chaos
 
 ## controlplane: run a local kube-apiserver + etcd in the foreground; prints `export KUBECONFIG=…`
 controlplane: setup binaries

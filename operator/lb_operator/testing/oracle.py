@@ -65,8 +65,9 @@ def _wanted(obj: dict[str, Any]) -> dict[str, Any]:
             OBJECT_TAG: f"{metadata['namespace']}.{metadata['name']}",
         },
     }
-    if kind == "LoadBalancer" and "zone" in spec:  # cloudscale's shape (Octavia's: a VIP subnet)
-        wanted |= {"zone": spec["zone"], "flavor": spec.get("flavor", "lb-standard")}
+    if kind == "LoadBalancer":
+        if "zone" in spec:  # cloudscale's shape; Octavia's names a VIP subnet instead
+            wanted |= {"zone": spec["zone"], "flavor": spec.get("flavor", "lb-standard")}
     elif kind == "LoadBalancerPool":
         wanted |= {"algorithm": spec["algorithm"], "protocol": spec["protocol"]}
         wanted["load_balancer"] = status.get("loadBalancerUUID")

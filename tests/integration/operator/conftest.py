@@ -1,4 +1,5 @@
-"""Fixtures of the operator tests: a namespace of their own and the simulator as the cloud."""
+"""Fixtures of the operator tests: a namespace of their own and the cloud: the simulator, or with
+``LBOP_TEST_BACKEND=octavia`` Octavia's own API server (``make test-octavia``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from operator_harness import Simulator
+from operator_harness import Simulator, start_cloud
 
 from lb_operator.testing import Cluster
 
@@ -22,7 +23,7 @@ def ns(crds: Cluster) -> str:
 
 @pytest.fixture
 def simulator(logs: Path) -> Iterator[Simulator]:
-    """The simulator as a process: changes take 50 ms, a new load balancer is running after 0.5 s."""
-    sim = Simulator(logs / "simulator.log", latency=0.05, lb_ready_delay=0.5)
-    yield sim
-    sim.stop()
+    """The cloud as a process: changes take 50 ms, a new load balancer is running after 0.5 s."""
+    cloud = start_cloud(logs, latency=0.05, lb_ready_delay=0.5)
+    yield cloud
+    cloud.stop()

@@ -1,6 +1,8 @@
 """One replica's single reconcile of one object: a real OS process.
 
-Run as ``python reconcile_worker.py CONFIG_JSON``. Two of these reproduce
+Run as ``python reconcile_worker.py CONFIG_JSON``, the cloud named in its
+environment as for the operator (``LBOP_BACKEND``, ``LBOP_CLOUD_URL``, the
+cloud's credentials). Two of these reproduce
 what two replicas do when both see a new object at once, without depending
 on when Kopf happens to deliver events. Prints one JSON line
 ``{"waiting": <holder>}`` the moment it starts waiting for a lock another
@@ -11,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
 from kubernetes.aio import client, config
 
-from lb_operator.cloud import CloudscaleClient, CloudscaleSettings
+from lb_operator.cloud.backends import open_backend
 from lb_operator.mutex import LeaseMutex
 from lb_operator.reconcile import engine
 from lb_operator.reconcile.engine import Context
@@ -33,11 +36,16 @@ def _told(obj: Resource, type_: str, reason: str, message: str) -> None:
 async def main(cfg: dict[str, Any]) -> None:
     configuration = client.Configuration()
     await config.load_kube_config(config_file=cfg["kubeconfig"], client_configuration=configuration)
-    settings = OperatorSettings(
-        identity=cfg["identity"], namespace=cfg["namespace"], cloud_url=cfg["cloud_url"]
+    settings = OperatorSettings.from_env(
+        {**os.environ, "LBOP_IDENTITY": cfg["identity"], "LBOP_NAMESPACE": cfg["namespace"]}
     )
-    cloud = CloudscaleClient(CloudscaleSettings(base_url=settings.cloud_url, token=cfg["token"]))
-    await cloud.open()
+    cloud = await open_backend(
+        settings.backend,
+        settings.cloud_url,
+        settings.cloud_token_file,
+        settings.cloud_request_timeout,
+        settings.cloud_connections,
+    )
     obj = Resource.from_body(cfg["object"])
     async with (
         client.ApiClient(configuration) as api,

@@ -15,8 +15,9 @@ from lb_operator.testing import Cluster
 @pytest.mark.timeout(900)
 def test_the_demo_runs_to_its_summary_with_no_overlaps_and_a_take_over(crds: Cluster) -> None:
     env = {**os.environ, "LBOP_KUBECONFIG": str(crds.kubeconfig)}  # the suite's cluster: start no other
+    backend = ["--backend", "octavia"] if os.environ.get("LBOP_TEST_BACKEND") == "octavia" else []
     done = subprocess.run(
-        [sys.executable, "-m", "lb_operator.testing.demo", "--latency", "0.05", "--timeout", "240"],
+        [sys.executable, "-m", "lb_operator.testing.demo", "--latency", "0.05", "--timeout", "240", *backend],
         env=env,
         capture_output=True,
         text=True,

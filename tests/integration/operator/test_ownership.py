@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 import pytest
 from kubernetes.aio import client
-from operator_harness import Operator, Simulator, apply, ready_at_generation, wait_for
+from operator_harness import LB_PLACE, Operator, Simulator, apply, behind, ready_at_generation, wait_for
 
 from lb_operator.api import GROUP, VERSION
 from lb_operator.mutex import KEY_ANNOTATION, LOCK_LABEL
@@ -42,7 +42,7 @@ def _lb(namespace: str, name: str) -> dict[str, Any]:
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "LoadBalancer",
         "metadata": {"namespace": namespace, "name": name},
-        "spec": {"zone": "lpg1"},
+        "spec": dict(LB_PLACE),
     }
 
 
@@ -146,7 +146,7 @@ def test_an_object_kopf_was_told_is_handled_but_is_not_is_brought_back_and_handl
         path = f"load-balancers/pools/{member['status']['poolUUID']}/members/{member['status']['uuid']}"
 
         def disabled() -> bool:
-            return simulator.request("GET", path)["enabled"] is False
+            return behind(simulator, "GET", path)["enabled"] is False
 
         wait_for("the new generation to reach the cloud", disabled, 60)
         wait_for("every object Ready at its generation", lambda: ready_at_generation(crds, ns, 5), 30)
@@ -176,9 +176,9 @@ def test_drift_is_still_corrected_after_a_late_progress_annotation_of_another_re
         assert annotated.returncode == 0, annotated.stderr
         member = _get(crds, ns, "lbmember", "lb0-pool0-m0")["status"]
         path = f"load-balancers/pools/{member['poolUUID']}/members/{member['uuid']}"
-        simulator.request("PATCH", path, {"enabled": False})  # drift, made in the console
+        behind(simulator, "PATCH", path, {"enabled": False})  # drift, made in the console
 
-        wait_for("the drift to be set back", lambda: simulator.request("GET", path)["enabled"] is True, 60)
+        wait_for("the drift to be set back", lambda: behind(simulator, "GET", path)["enabled"] is True, 60)
     finally:
         operator.stop()
 
@@ -197,7 +197,7 @@ def test_a_restored_copy_naming_another_objects_load_balancer_touches_nothing_an
     finally:
         operator.stop()
     original = _get(crds, prod, "lb", "web")
-    apply(crds, [{**_lb(restored, "web"), "spec": {"zone": "lpg1", "cloudName": "restored-web"}}])
+    apply(crds, [{**_lb(restored, "web"), "spec": {**LB_PLACE, "cloudName": "restored-web"}}])
     status = {"status": {"uuid": original["status"]["uuid"]}}  # Velero restores status too
     patched = crds.kubectl(
         "patch", "lb", "web", "-n", restored, "--subresource=status", "--type=merge", "-p", json.dumps(status)

@@ -10,13 +10,23 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes.aio import client
-from operator_harness import Operator, Simulator, apply, objects, ready_at_generation, wait_for
+from operator_harness import (
+    ON_OCTAVIA,
+    Operator,
+    Simulator,
+    apply,
+    behind,
+    objects,
+    ready_at_generation,
+    simulator_only,
+    wait_for,
+)
 
 from lb_operator.mutex import KEY_ANNOTATION, LOCK_LABEL
 from lb_operator.reconcile.engine import family_key
 from lb_operator.testing import Cluster
 from lb_operator.testing.fleet import fleet
-from lb_operator.testing.processes import SIMULATOR_TOKEN
+from lb_operator.testing.processes import SIMULATOR_TOKEN, SimulatorProcess
 
 
 def _events(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
@@ -43,12 +53,12 @@ def test_drift_in_the_cloud_is_set_back_and_reported(
         # 1. A member edited in the console.
         member = before["lb0-pool0-m0"]["status"]
         path = f"load-balancers/pools/{member['poolUUID']}/members/{member['uuid']}"
-        simulator.request("PATCH", path, {"name": "edited", "enabled": False})
+        behind(simulator, "PATCH", path, {"name": "edited", "enabled": False})
         edited = time.monotonic()
         wait_for(
             "the member to be set back",
             lambda: (lambda m: m["name"] == f"{ns}-lb0-pool0-m0" and m["enabled"])(
-                simulator.request("GET", path)
+                behind(simulator, "GET", path)
             ),
             30,
         )
@@ -58,7 +68,7 @@ def test_drift_in_the_cloud_is_set_back_and_reported(
 
         # 2. The whole load balancer deleted in the console: it and its tree come back, under the new one.
         old_lb = before["lb0"]["status"]["uuid"]
-        simulator.request("DELETE", f"load-balancers/{old_lb}")
+        behind(simulator, "DELETE", f"load-balancers/{old_lb}")
 
         def tree_rebuilt() -> bool:
             now = _by_name(crds, ns)
@@ -90,9 +100,12 @@ def test_drift_in_the_cloud_is_set_back_and_reported(
         operator.stop()
 
 
+@simulator_only
 def test_a_refused_token_is_reported_and_the_objects_recover_once_it_is_replaced(
     crds: Cluster, ns: str, simulator: Simulator, logs: Path, tmp_path: Path
 ) -> None:
+    """A token file is cloudscale's credential; Octavia's (Keystone) are tested in
+    ``tests/integration/octavia/test_octavia_keystone.py``."""
     token_file = tmp_path / "token"
     token_file.write_text("a-revoked-token")
     operator = Operator(crds, simulator, logs / "operator.log", ns, cloud_token_file=token_file)
@@ -206,8 +219,9 @@ async def test_a_hung_cloud_request_ends_with_the_attempt_and_releases_the_lock(
         manifests = fleet(ns, 1, 0, 0)
         await asyncio.to_thread(apply, crds, manifests)
         await asyncio.to_thread(wait_for, "the LB to be Ready", lambda: ready_at_generation(crds, ns, 1), 60)
-        # Every PATCH now hangs for two minutes; the client's own bound is 30 s.
-        await asyncio.to_thread(simulator.set_faults, fault_hang=1.0, hang_seconds=120, methods=["PATCH"])
+        # Every update now hangs for two minutes; the client's own bound is 30 s.
+        update = "PUT" if ON_OCTAVIA else "PATCH"
+        await asyncio.to_thread(simulator.set_faults, fault_hang=1.0, hang_seconds=120, methods=[update])
         patched = await asyncio.to_thread(
             crds.kubectl, "patch", "lb", "lb0", "-n", ns, "--type=merge", "-p", '{"spec":{"tags":{"v":"2"}}}'
         )
@@ -227,11 +241,14 @@ async def test_a_hung_cloud_request_ends_with_the_attempt_and_releases_the_lock(
         operator.stop()
 
 
+@simulator_only
 def test_a_change_whose_answer_never_came_keeps_the_lock_until_the_cloud_has_applied_it(
     crds: Cluster, ns: str, logs: Path
 ) -> None:
+    """Octavia answers a change at once and applies it later (PENDING_*), so its answers come; on
+    Octavia, answers that never came are the fault suite's ``fault_lost``."""
     # Every change takes the cloud 1.5 s; the client gives up after 0.5 s. The cloud applies it anyway.
-    slow = Simulator(logs / "slow-simulator.log", latency=1.5, lb_ready_delay=0.5)
+    slow = SimulatorProcess(logs / "slow-simulator.log", latency=1.5, lb_ready_delay=0.5)
     operator = Operator(crds, slow, logs / "operator.log", ns, cloud_request_timeout=0.5)
     try:
         manifests = fleet(ns, 1, 1, 2)
