@@ -57,9 +57,11 @@ async def open_backend(
             "Octavia needs Keystone credentials (OS_CLOUD with a clouds.yaml, or OS_AUTH_URL and the other "
             "OS_* variables), or LBOP_CLOUD_URL for an Octavia without Keystone (noauth)"
         )
+    ca_file = keystone.cacert if keystone is not None else env.get("OS_CACERT")
     octavia = OctaviaClient(
         OctaviaSettings(
             base_url=url,
+            ca_file=Path(ca_file) if ca_file else None,
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
             connection_limit=connections,

@@ -118,6 +118,9 @@ class KeystoneSettings(BaseModel):
     secrets: dict[str, SecretStr] = Field(default_factory=dict, description="password, credential secret.")
     region_name: str | None = Field(default=None, description="Region of the load-balancer endpoint.")
     interface: str = Field(default="public", description="Endpoint interface: public, internal or admin.")
+    cacert: str | None = Field(
+        default=None, description="A PEM bundle of the CAs to trust instead of the system's store."
+    )
     source: str = Field(description="Where these came from, for messages (never their values).")
 
     def __repr__(self) -> str:
@@ -147,7 +150,12 @@ class KeystoneSettings(BaseModel):
         names = {opt.dest: f"OS_{opt.dest.upper()}" for opt in loader.get_options()}
         found = {dest: env[name] for dest, name in names.items() if env.get(name)}
         return cls._split(
-            auth_type, found, env.get("OS_REGION_NAME"), env.get("OS_INTERFACE"), "OS_* variables"
+            auth_type,
+            found,
+            env.get("OS_REGION_NAME"),
+            env.get("OS_INTERFACE"),
+            env.get("OS_CACERT"),
+            "OS_* variables",
         )
 
     @classmethod
@@ -168,14 +176,28 @@ class KeystoneSettings(BaseModel):
                 }
                 auth_type = str(entry.get("auth_type") or "password")
                 source = f"{candidate} (cloud {cloud})"
-                return cls._split(auth_type, auth, entry.get("region_name"), entry.get("interface"), source)
+                cacert = entry.get("cacert")
+                return cls._split(
+                    auth_type,
+                    auth,
+                    entry.get("region_name"),
+                    entry.get("interface"),
+                    str(cacert) if cacert else None,
+                    source,
+                )
         raise ValueError(
             f"OS_CLOUD={cloud!r} is set but no clouds.yaml was found in {', '.join(map(str, candidates))}"
         )
 
     @classmethod
     def _split(
-        cls, auth_type: str, found: dict[str, str], region: str | None, interface: str | None, source: str
+        cls,
+        auth_type: str,
+        found: dict[str, str],
+        region: str | None,
+        interface: str | None,
+        cacert: str | None,
+        source: str,
     ) -> KeystoneSettings:
         auth_url = found.get("auth_url")
         if not auth_url:
@@ -191,6 +213,7 @@ class KeystoneSettings(BaseModel):
             secrets={key: SecretStr(value) for key, value in found.items() if is_secret(key)},
             region_name=region or None,
             interface=interface or "public",
+            cacert=cacert or None,
             source=source,
         )
 
@@ -242,7 +265,9 @@ class Keystone:
             plugin = loader.load_from_options(**self._settings.options, **secrets)
         except Exception as error:  # its MissingRequiredOptions & co. name the options, never their values
             raise ValueError(f"Keystone settings from {self._settings.source}: {error}") from None
-        return session.Session(auth=plugin, timeout=self._timeout), plugin
+        # verify: the CA bundle (requests reads it at each new connection), else the system's store.
+        verify: str | bool = self._settings.cacert or True
+        return session.Session(auth=plugin, timeout=self._timeout, verify=verify), plugin
 
     async def headers(self) -> dict[str, str]:
         if self._due():
@@ -297,6 +322,12 @@ class Keystone:
                 str(error),
                 "Keystone",
                 self.advice,
+            ) from None
+        except exceptions.SSLError as error:
+            raise Busy(
+                f"{what} at {self._settings.options.get('auth_url')}",
+                f"Keystone's TLS certificate is not trusted ({error}); if its CA is a private one, name "
+                "its bundle in OS_CACERT (clouds.yaml: cacert)",
             ) from None
         except exceptions.ClientException as error:
             raise Busy(

@@ -34,6 +34,7 @@ one with its children.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -64,7 +65,7 @@ from lb_operator.cloud.models import (
     PoolUpdate,
 )
 from lb_operator.cloud.settings import OctaviaSettings
-from lb_operator.cloud.transport import Answer, OneInstance, Transport, decoded, parsed, segment
+from lb_operator.cloud.transport import Answer, OneInstance, Transport, decoded, parsed, segment, tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ class OctaviaClient(OneInstance):
             settings.request_timeout,
             settings.connect_timeout,
             settings.connection_limit,
+            untrusted="; if Octavia's CA is a private one, name its bundle in OS_CACERT (clouds.yaml: "
+            "cacert)",
         )
         self._endpoint: str | None = None
         self._load_balancer_of_pool: dict[str, str] = {}
@@ -176,6 +179,8 @@ class OctaviaClient(OneInstance):
         """
         if self._transport.is_open:
             raise RuntimeError("this OctaviaClient is already open; share it instead of opening it again")
+        ca_file = self._settings.ca_file
+        tls = await asyncio.to_thread(tls_context, ca_file) if ca_file is not None else None
         catalog = await self._credentials.open()
         endpoint = self._settings.base_url or catalog
         if not endpoint:
@@ -184,7 +189,7 @@ class OctaviaClient(OneInstance):
                 "load-balancer service"
             )
         self._endpoint = endpoint.rstrip("/").removesuffix("/v2")
-        self._transport.open()
+        self._transport.open(tls)
 
     async def close(self) -> None:
         await self._transport.close()

@@ -149,6 +149,11 @@ class OctaviaSettings(BaseModel):
     request_timeout: float = Field(default=30.0, gt=0, description="Seconds: bound on one request.")
     connect_timeout: float = Field(default=5.0, gt=0, description="Seconds: bound on opening a connection.")
     connection_limit: int = Field(default=10, ge=1, description="Connections kept open to the API at most.")
+    ca_file: Path | None = Field(
+        default=None,
+        description="A PEM bundle of the CAs to trust for Octavia's TLS instead of the system's store "
+        "(OS_CACERT, or clouds.yaml's cacert).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> OctaviaSettings:

@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
 
@@ -44,27 +46,51 @@ class Answer:
     payload: bytes
 
 
+def tls_context(ca_file: Path) -> ssl.SSLContext:
+    """A TLS context that trusts the CAs of ``ca_file`` (PEM) instead of the system's store.
+    ``ValueError`` saying what is wrong with the file. Blocking (it reads the file)."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except ssl.SSLError:  # an OSError too: first
+        raise ValueError(f"the CA bundle {ca_file} holds no PEM certificate") from None
+    except OSError as error:
+        raise ValueError(f"cannot read the CA bundle {ca_file}: {error.strerror or error}") from None
+
+
 class Transport:
-    """A connection pool to one API and the bounded, counted exchange of one request over it."""
+    """A connection pool to one API and the bounded, counted exchange of one request over it.
+
+    ``untrusted``: what to do when the server's TLS certificate is not trusted
+    (part of the error's message).
+    """
 
     def __init__(
-        self, base_url: str, request_timeout: float, connect_timeout: float, connection_limit: int
+        self,
+        base_url: str,
+        request_timeout: float,
+        connect_timeout: float,
+        connection_limit: int,
+        untrusted: str = "",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
         self._request_timeout = request_timeout
         self._connection_limit = connection_limit
+        self._untrusted = untrusted
         self._session: aiohttp.ClientSession | None = None
 
     @property
     def is_open(self) -> bool:
         return self._session is not None
 
-    def open(self) -> None:
+    def open(self, tls: ssl.SSLContext | None = None) -> None:
+        """Open the pool; ``tls``: trust what it trusts instead of the system's store."""
         if self._session is not None:
             raise RuntimeError("this client is already open; share it instead of opening it again")
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._connection_limit),
+            connector=aiohttp.TCPConnector(
+                limit=self._connection_limit, ssl=tls if tls is not None else True
+            ),
             headers={"Accept": "application/json", "User-Agent": f"lb-operator/{__version__}"},
         )
 
@@ -107,6 +133,12 @@ class Transport:
         except TimeoutError:
             outcome = "timeout"
             raise Busy(operation, f"no complete answer within {self._request_timeout:g}s") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            outcome = "connection"
+            reason = getattr(exc.certificate_error, "verify_message", None) or exc.certificate_error
+            raise Busy(
+                operation, f"the server's TLS certificate is not trusted ({reason}){self._untrusted}"
+            ) from None
         except aiohttp.ClientError as exc:
             outcome = "connection"
             raise Busy(operation, f"{type(exc).__name__}: {exc}") from None

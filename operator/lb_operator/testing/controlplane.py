@@ -69,7 +69,7 @@ def _die_with_parent() -> None:
 
 
 @dataclass(frozen=True)
-class _KeyPair:
+class KeyPair:
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
 
@@ -87,14 +87,14 @@ class _KeyPair:
         return cert_path, key_path
 
 
-def _issue(
+def issue_certificate(
     common_name: str,
     *,
-    issuer: _KeyPair | None = None,
+    issuer: KeyPair | None = None,
     organizations: Sequence[str] = (),
     server_names: Sequence[str] = (),
     client: bool = False,
-) -> _KeyPair:
+) -> KeyPair:
     """A certificate: a self-signed CA when no issuer is given, else a leaf."""
     key = ec.generate_private_key(ec.SECP256R1())
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
@@ -138,7 +138,7 @@ def _issue(
                 sans.append(x509.DNSName(name))
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     signer = issuer.key if issuer else key
-    return _KeyPair(key=key, cert=builder.sign(signer, hashes.SHA256()))
+    return KeyPair(key=key, cert=builder.sign(signer, hashes.SHA256()))
 
 
 @dataclass
@@ -221,8 +221,8 @@ class ControlPlane:
                 )
         self.certs = self.workdir / "pki"
         self.certs.mkdir(parents=True, exist_ok=True)
-        self._client_ca = _issue("lbop-client-ca")
-        self._serving_ca = _issue("lbop-serving-ca")
+        self._client_ca = issue_certificate("lbop-client-ca")
+        self._serving_ca = issue_certificate("lbop-serving-ca")
         self._write_pki()
         self.kubeconfig = self.user_kubeconfig(ADMIN_USER, groups=["system:masters"])
         self._etcd = _Process("etcd", self._etcd_argv(), self.workdir / "etcd.log")
@@ -280,7 +280,7 @@ class ControlPlane:
 
     def user_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> Path:
         """A kubeconfig authenticating as ``user`` in ``groups`` by client certificate."""
-        pair = _issue(user, issuer=self._client_ca, organizations=groups, client=True)
+        pair = issue_certificate(user, issuer=self._client_ca, organizations=groups, client=True)
         cert_path, key_path = pair.write(self.certs, f"user-{user}")
         config = {
             "apiVersion": "v1",
@@ -310,7 +310,7 @@ class ControlPlane:
     def _write_pki(self) -> None:
         self._client_ca.write(self.certs, "client-ca")
         self._serving_ca.write(self.certs, "serving-ca")
-        serving = _issue(
+        serving = issue_certificate(
             "kube-apiserver",
             issuer=self._serving_ca,
             server_names=["localhost", "127.0.0.1", "kubernetes", "kubernetes.default"],

@@ -162,6 +162,17 @@ def test_an_octavia_release_mounts_its_clouds_yaml_or_names_its_noauth_project(h
     (volume,) = [v for v in pod["volumes"] if v["name"] == "cloud-credentials"]
     assert volume["secret"]["secretName"] == "openstack-clouds"
     assert volume["secret"]["items"] == [{"key": "clouds.yaml", "path": "clouds.yaml"}]
+    assert "OS_CACERT" not in env
+
+    pod, env = operator_of(
+        "--set", "cloud.backend=octavia", "--set", "cloud.octavia.cloudsSecret.caKey=ca.crt"
+    )
+    assert env["OS_CACERT"] == "/var/run/secrets/lb-operator/cloud/ca.pem"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "cloud-credentials"]
+    assert volume["secret"]["items"] == [
+        {"key": "clouds.yaml", "path": "clouds.yaml"},
+        {"key": "ca.crt", "path": "ca.pem"},
+    ]
 
     pod, env = operator_of(
         "--set",

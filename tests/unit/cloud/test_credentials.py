@@ -75,6 +75,7 @@ def test_an_entry_of_clouds_yaml(tmp_path: Path) -> None:
         f"      application_credential_secret: {SECRET}\n"
         "    region_name: RegionOne\n"
         "    interface: internal\n"
+        "    cacert: /etc/openstack/ca.pem\n"
     )
     settings = KeystoneSettings.from_env({"OS_CLOUD": "prod", "OS_CLIENT_CONFIG_FILE": str(clouds)})
     assert settings is not None
@@ -83,6 +84,7 @@ def test_an_entry_of_clouds_yaml(tmp_path: Path) -> None:
         "application_credential_id": "cred-2",
     }
     assert (settings.region_name, settings.interface) == ("RegionOne", "internal")
+    assert settings.cacert == "/etc/openstack/ca.pem"
     assert SECRET not in repr(settings)
     with pytest.raises(ValueError, match="has no cloud named 'staging'") as caught:
         KeystoneSettings.from_env({"OS_CLOUD": "staging", "OS_CLIENT_CONFIG_FILE": str(clouds)})
@@ -124,3 +126,14 @@ def test_every_option_that_names_a_secret_is_kept_secret() -> None:
     assert "client_secret" in settings.secrets
     assert SECRET not in str(settings)
     assert SECRET not in repr(settings)
+
+
+def test_os_cacert_names_the_ca_bundle_and_is_no_plugin_option() -> None:
+    env = {"OS_AUTH_URL": "https://keystone.example/v3", "OS_PASSWORD": SECRET, "OS_CACERT": "/ca.pem"}
+    settings = KeystoneSettings.from_env(env)
+    assert settings is not None
+    assert settings.cacert == "/ca.pem"
+    assert "cacert" not in settings.options
+    without = KeystoneSettings.from_env({**env, "OS_CACERT": ""})
+    assert without is not None
+    assert without.cacert is None
