@@ -93,9 +93,12 @@ password = {password}
 project_name = {project}
 user_domain_name = Default
 project_domain_name = Default
+token_cache_time = {cache}
 """
 """Keystone: keystonemiddleware validates each token with these service credentials; Octavia's default
-policy then lets a project's ``member`` change its load balancers."""
+policy then lets a project's ``member`` change its load balancers. A validation is cached for
+``--token-cache-seconds`` (keystonemiddleware's default, 300; -1: not at all, so a token revoked in
+Keystone is refused at once)."""
 
 LOOKUPS = (
     ("SUPPORTED_PROVISIONING_STATUSES", "ProvisioningStatus"),
@@ -513,6 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keystone-user", default="octavia", help="the service user validating tokens")
     parser.add_argument("--keystone-password", default="", help="its password (a test value)")
     parser.add_argument("--keystone-project", default="service", help="its project")
+    parser.add_argument(
+        "--token-cache-seconds", type=int, default=300, help="how long a token's validation is cached"
+    )
     args = parser.parse_args(argv)
     auth = NOAUTH
     if args.keystone:
@@ -521,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             user=args.keystone_user,
             password=args.keystone_password,
             project=args.keystone_project,
+            cache=args.token_cache_seconds,
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.state.mkdir(parents=True, exist_ok=True)

@@ -104,6 +104,16 @@ class KeystoneProcess:
         with urllib.request.urlopen(request, timeout=30) as response:
             return str(response.headers["X-Subject-Token"])
 
+    def revoke(self, token: str) -> None:
+        """Revoke ``token`` in Keystone (its holder revoking its own: no other credential needed)."""
+        request = urllib.request.Request(
+            f"{self.url}/auth/tokens",
+            headers={"X-Auth-Token": token, "X-Subject-Token": token},
+            method="DELETE",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 204, f"Keystone answered {response.status} to a revocation"
+
     def stop(self) -> None:
         _stop(self.process)
         shutil.rmtree(self._state, ignore_errors=True)
@@ -113,7 +123,8 @@ class OctaviaProcess:
     """Octavia's API server on a free loopback port, its provider played with ``latency``.
 
     ``keystone=False``: noauth, the project in a header. ``keystone=True``: a
-    Keystone of its own first (tokens lasting ``token_seconds``), whose
+    Keystone of its own first (tokens lasting ``token_seconds``, a validation
+    cached by Octavia ``token_cache_seconds``, -1: none), whose
     catalog names this Octavia and whose tokens Octavia validates; the
     operator is then pointed at Keystone only (an application credential).
     """
@@ -126,6 +137,7 @@ class OctaviaProcess:
         lb_ready_delay: float = 0.5,
         keystone: bool = False,
         token_seconds: int = 3600,
+        token_cache_seconds: int = 300,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -138,6 +150,7 @@ class OctaviaProcess:
             argv += ["--keystone", self.keystone.url, "--keystone-user", made["octavia_username"]]
             argv += ["--keystone-password", made["octavia_password"]]
             argv += ["--keystone-project", made["octavia_project_name"]]
+            argv += ["--token-cache-seconds", str(token_cache_seconds)]
         self.process = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
         try:
             wait_for("Octavia to listen", self._up, 90, 0.1)

@@ -71,6 +71,34 @@ async def test_the_client_finds_octavia_in_the_catalog_and_replaces_its_token_be
     assert issued <= most, f"{issued} tokens: fetched more often than at half their life"
 
 
+@pytest.fixture(scope="module")
+def uncached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OctaviaProcess]:
+    """Octavia validating every token at Keystone (no cache), so a revoked token is refused at once."""
+    log = tmp_path_factory.mktemp("keystone") / "octavia-keystone-uncached.log"
+    server = OctaviaProcess(log, keystone=True, token_cache_seconds=-1)
+    yield server
+    server.stop()
+
+
+async def test_a_token_revoked_in_keystone_is_refused_once_then_replaced(uncached: OctaviaProcess) -> None:
+    guarded = uncached
+    assert guarded.keystone is not None
+    cloud = await open_backend("octavia", None, None, 10.0, 10, guarded.env())
+    assert isinstance(cloud, OctaviaClient)
+    try:
+        await cloud.list_load_balancers()
+        held = await cloud._credentials.headers()  # the token the client holds (a test's look inside)
+        await asyncio.to_thread(guarded.keystone.revoke, held["X-Auth-Token"])
+        refused = guarded.stats()["by_status"].get("401", 0)
+        issued = _issued_to_the_operator(guarded)
+        assert isinstance(await cloud.list_load_balancers(), list)  # refused, a new token, sent again
+        assert guarded.stats()["by_status"].get("401", 0) == refused + 1, "Octavia did not refuse the token"
+        assert _issued_to_the_operator(guarded) > issued, "no new token was fetched after the refusal"
+        assert (await cloud._credentials.headers())["X-Auth-Token"] != held["X-Auth-Token"]
+    finally:
+        await cloud.close()
+
+
 @pytest.fixture
 def ns(crds: Cluster) -> str:
     name = f"oks-{uuid.uuid4().hex[:6]}"
