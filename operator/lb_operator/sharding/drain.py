@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -63,7 +64,7 @@ class Drainer:
         self._running: Counter[str] = Counter()
         self._let_go: set[str] = set()  # drained away (or being drained) since the mirror said so
         self._idle: dict[str, asyncio.Event] = {}
-        self._acks: dict[str, asyncio.Task[None]] = {}
+        self._acks: dict[str, asyncio.Task[bool]] = {}
 
     @contextlib.contextmanager
     def working_on(self, uid: str) -> Iterator[None]:
@@ -116,37 +117,59 @@ class Drainer:
                 pending.cancel()
         elif event in ("ADDED", "MODIFIED") and ours and kind in self._plurals:
             self._let_go.add(uid)
-            self._acknowledge_later(self._plurals[kind], body)
+            self._acknowledge_later(kind, body)
 
-    def _acknowledge_later(self, plural: str, body: dict[str, Any]) -> None:
-        uid = body["metadata"]["uid"]
+    def _acknowledge_later(self, kind: str, body: dict[str, Any]) -> None:
+        uid = str(body["metadata"]["uid"])
         if uid not in self._acks:
-            task = asyncio.create_task(self._acknowledge(plural, body), name=f"drain {uid}")
+            task = asyncio.create_task(self._acknowledge(self._plurals[kind], body), name=f"drain {uid}")
             self._acks[uid] = task
-            task.add_done_callback(self._forget_ack)
+            task.add_done_callback(functools.partial(self._ended, kind, body))
 
-    def _forget_ack(self, task: asyncio.Task[None]) -> None:
-        uid = task.get_name().removeprefix("drain ")
+    def _ended(self, kind: str, body: dict[str, Any], task: asyncio.Task[bool]) -> None:
+        """An acknowledgement ended. One refused on a newer version of the object hands over to that
+        version, if the mirror has it already (its event was passed over while this one ran); if not,
+        the mirror's event of it starts the next one."""
+        uid = str(body["metadata"]["uid"])
         if self._acks.get(uid) is task:  # not a later drain's acknowledgement, started since
             del self._acks[uid]
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            logger.error("letting go of %s failed", uid, exc_info=task.exception())
+            return
+        if task.result():
+            return
+        current = self._mirror.body(kind, uid)
+        if current is None or current["metadata"]["resourceVersion"] == body["metadata"]["resourceVersion"]:
+            return
+        labels = current["metadata"].get("labels") or {}
+        if labels.get(SHARD_LABEL) == self._identity and DRAIN_LABEL in labels:
+            self._acknowledge_later(kind, current)
 
-    async def _acknowledge(self, plural: str, body: dict[str, Any]) -> None:
+    async def _acknowledge(self, plural: str, body: dict[str, Any]) -> bool:
+        """Let go of ``body``'s object once no handler of this replica runs on it: True once done (or
+        the object is gone), False when it changed since ``body`` (409).
+
+        Only a version the mirror has shown is acknowledged: the mirror saw its drain label first, so
+        no handler starts here after the acknowledgement, and no older event of it (a call-off) can
+        come after it and let one start."""
         metadata = body["metadata"]
         uid, namespace, name = metadata["uid"], metadata["namespace"], metadata["name"]
-        version = metadata["resourceVersion"]
-        while True:
-            # Every attempt, not just the first: after a conflict the object may have been given
-            # back and drained again, and a handler may have started here in between.
-            if self.busy(uid):
-                idle = self._idle.setdefault(uid, asyncio.Event())
-                try:
-                    self._leaving(body, True)  # a handler waiting for a parent stops waiting
-                    await idle.wait()
-                finally:
-                    self._leaving(body, False)
-            patch = {
-                "metadata": {"resourceVersion": version, "labels": {SHARD_LABEL: None, DRAIN_LABEL: None}}
+        if self.busy(uid):
+            idle = self._idle.setdefault(uid, asyncio.Event())
+            try:
+                self._leaving(body, True)  # a handler waiting for a parent stops waiting
+                await idle.wait()
+            finally:
+                self._leaving(body, False)
+        patch = {
+            "metadata": {
+                "resourceVersion": metadata["resourceVersion"],
+                "labels": {SHARD_LABEL: None, DRAIN_LABEL: None},
             }
+        }
+        while True:
             try:
                 await self._objects.patch_namespaced_custom_object(
                     GROUP,
@@ -160,13 +183,9 @@ class Drainer:
                 )
             except ApiException as error:
                 if error.status == 404:
-                    return
+                    return True
                 if error.status == 409:
-                    current = await self._reread(plural, namespace, name)
-                    if current is None:
-                        return  # no longer ours to let go, or the drain was called off
-                    version = current
-                    continue
+                    return False
                 logger.warning("letting go of %s/%s failed (%s); again", namespace, name, error)
                 await asyncio.sleep(1.0)
                 continue
@@ -176,25 +195,4 @@ class Drainer:
                 continue
             metrics.DRAINED.inc()
             logger.info("let go of %s %s/%s for its new owner", plural, namespace, name)
-            return
-
-    async def _reread(self, plural: str, namespace: str, name: str) -> str | None:
-        """After a conflict: the version to retry with, or ``None`` if there is nothing left to let go."""
-        while True:
-            try:
-                current = await self._objects.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, name, _request_timeout=API_TIMEOUT
-                )
-            except ApiException as error:
-                if error.status == 404:
-                    return None
-                logger.info("re-reading %s/%s failed (%s); again", namespace, name, error)
-            except TRANSIENT as error:
-                logger.info("re-reading %s/%s failed (%s); again", namespace, name, error)
-            else:
-                assert isinstance(current, dict), "a custom object is a JSON object"
-                labels = current["metadata"].get("labels") or {}
-                if labels.get(SHARD_LABEL) != self._identity or DRAIN_LABEL not in labels:
-                    return None
-                return str(current["metadata"]["resourceVersion"])
-            await asyncio.sleep(1.0)
+            return True

@@ -324,6 +324,10 @@ class Mirror:
             return list(self._views[kind].values())
         return [body for view in self._views.values() for body in view.values()]
 
+    def body(self, kind: str, uid: str) -> Body | None:
+        """The object ``uid`` of ``kind`` as last seen, if it is there. Shared: read it, never change it."""
+        return self._views.get(kind, {}).get(uid)
+
     def listen(self, on_event: Listener, on_gap: Callable[[], None] = lambda: None) -> Callable[[], None]:
         """Hear every change from now on (and ``on_gap`` after a relist); returns the call that stops it."""
         entry = (on_event, on_gap)

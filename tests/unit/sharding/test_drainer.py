@@ -121,10 +121,11 @@ async def test_without_sharding_a_leftover_drain_label_blocks_nothing() -> None:
     assert ran
 
 
-class CalledOff(Acknowledgements):
-    """The API server while a drain is called off and issued again: the first label removal waits
-    for the test (the call-off happens meanwhile), then fails on the object's newer version; a
-    re-read answers the newest body. Records each removal it takes with whether a handler ran."""
+class Conflicting(Acknowledgements):
+    """The API server while the object changes under a drain: the first label removal waits for the
+    test (which changes the object meanwhile), then fails on the newer version (409); a read
+    answers ``current``, the API's newest body, which the mirror may not have shown yet. Records
+    each removal it takes: the version and whether a handler of this replica ran."""
 
     def __init__(self, drainer: Drainer) -> None:
         super().__init__()
@@ -132,35 +133,65 @@ class CalledOff(Acknowledgements):
         self.first = asyncio.Event()
         self.proceed = asyncio.Event()
         self.current: dict[str, Any] = {}
-        self.taken_while_busy: list[bool] = []
+        self.taken: list[tuple[str, bool]] = []
 
     async def patch_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if not self.first.is_set():
             self.first.set()
             await self.proceed.wait()
             raise ApiException(status=409, reason="Conflict")
-        self.taken_while_busy.append(self.drainer.busy("u1"))
+        self.taken.append((args[5]["metadata"]["resourceVersion"], self.drainer.busy("u1")))
         return await super().patch_namespaced_custom_object(*args, **kwargs)
 
     async def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return copy.deepcopy(self.current)
 
 
-async def test_a_drain_called_off_and_issued_again_waits_for_the_handlers_started_between(fleet: Any) -> None:
-    api = CalledOff(fleet.drainer)
+async def _first_acknowledgement_on_its_way(fleet: Any) -> Conflicting:
+    api = Conflicting(fleet.drainer)
     fleet.drainer._objects = api
     fleet.mirror._deliver(KIND, "ADDED", _body(3, {SHARD_LABEL: ME}))
     fleet.mirror._deliver(KIND, "MODIFIED", _body(4, {SHARD_LABEL: ME, DRAIN_LABEL: "true"}))
-    await asyncio.wait_for(api.first.wait(), 5)  # the first acknowledgement is on its way
+    await asyncio.wait_for(api.first.wait(), 5)
+    return api
+
+
+async def test_a_drain_called_off_and_issued_again_waits_for_the_handlers_started_between(fleet: Any) -> None:
+    api = await _first_acknowledgement_on_its_way(fleet)
     fleet.mirror._deliver(KIND, "MODIFIED", _body(5, {SHARD_LABEL: ME}))  # the drain called off
     async with running(fleet.memo, _body(5, {SHARD_LABEL: ME})):  # so a handler may start here
         api.current = _body(6, {SHARD_LABEL: ME, DRAIN_LABEL: "true"})  # and the drain comes again
         fleet.mirror._deliver(KIND, "MODIFIED", copy.deepcopy(api.current))
         api.proceed.set()
         await _settle()
-        assert api.taken_while_busy == [], "let go of an object while a handler started here ran on it"
+        assert api.taken == [], "let go of an object while a handler started here ran on it"
     await _settle()
-    assert api.taken_while_busy == [False], "the drain issued again was not acknowledged after the handler"
+    assert api.taken == [("6", False)], "the drain issued again was not acknowledged after the handler"
+
+
+async def test_a_refused_acknowledgement_hands_over_to_the_newer_version_the_mirror_has(fleet: Any) -> None:
+    # The newer version's event came while the first acknowledgement ran, so it was passed over; a
+    # read of the object at that moment may show anything (here: the drain called off in between).
+    api = await _first_acknowledgement_on_its_way(fleet)
+    fleet.mirror._deliver(KIND, "MODIFIED", _body(6, {SHARD_LABEL: ME, DRAIN_LABEL: "true"}))
+    api.current = _body(5, {SHARD_LABEL: ME})
+    api.proceed.set()
+    await _settle()
+    assert api.taken == [("6", False)], "the drain was never acknowledged: the sharder would wait for it"
+
+
+async def test_only_a_version_the_mirror_has_shown_is_acknowledged(fleet: Any) -> None:
+    # A version the mirror has not shown may be followed by an older event (a call-off) that lets a
+    # handler start here after the acknowledgement.
+    api = await _first_acknowledgement_on_its_way(fleet)
+    api.current = _body(6, {SHARD_LABEL: ME, DRAIN_LABEL: "true"})  # the API's newest; the mirror is behind
+    api.proceed.set()
+    await _settle()
+    assert api.taken == [], "acknowledged a version the mirror had not shown"
+    fleet.mirror._deliver(KIND, "MODIFIED", _body(5, {SHARD_LABEL: ME}))
+    fleet.mirror._deliver(KIND, "MODIFIED", _body(6, {SHARD_LABEL: ME, DRAIN_LABEL: "true"}))
+    await _settle()
+    assert api.taken == [("6", False)]
 
 
 async def test_a_run_withdrawn_as_it_begins_journals_its_end(tmp_path: Path) -> None:
@@ -182,11 +213,17 @@ async def test_a_run_withdrawn_as_it_begins_journals_its_end(tmp_path: Path) -> 
         async with running(memo, _body(3, {})):
             await asyncio.sleep(60)
 
+    other = asyncio.create_task(journal.record("u2", "write"))  # the writer is busy with another line
+    await _settle()
     task = asyncio.create_task(run())
-    await _settle()  # awaiting the "start" line
+    await _settle()  # awaiting the "start" line, queued behind it
     task.cancel()
     gate.set()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
-    lines = [json.loads(line)["event"] for line in (tmp_path / "journal").read_text().splitlines()]
-    assert lines == ["start", "end"]
+    await asyncio.wait_for(other, 5)
+    lines = [
+        (entry["uid"], entry["event"])
+        for entry in map(json.loads, (tmp_path / "journal").read_text().splitlines())
+    ]
+    assert lines == [("u2", "write"), ("u1", "start"), ("u1", "end")]
