@@ -35,7 +35,11 @@ class Journal:
 
     async def record(self, uid: str, event: str, **details: object) -> None:
         line = {"uid": uid, "event": event, "pid": os.getpid(), "t": time.monotonic(), **details}
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._append, json.dumps(line) + "\n")
+        loop = asyncio.get_running_loop()
+        written = loop.run_in_executor(self._writer, self._append, json.dumps(line) + "\n")
+        # Shielded: a run cancelled while its line waits for the writer still has it written (a
+        # cancelled "start" with its "end" written would close another run of the object early).
+        await asyncio.shield(written)
 
     async def wrote(self, obj: Resource, what: str) -> None:
         """``obj`` is about to be written: ``what`` is ``cloud`` or ``status``."""
