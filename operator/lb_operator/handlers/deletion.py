@@ -23,6 +23,10 @@ from lb_operator.reconcile.resources import Resource
 
 logger = logging.getLogger(__name__)
 
+GONE_WAIT = 30.0
+"""Seconds a deletion waits for its load balancer or pool to be gone from the cloud before it
+discards the lock Lease; past that the Lease is left to the sweeper."""
+
 MOVED_RETRY = 1.0
 """Seconds in the retry a deletion records when its object moved to another replica. Kopf keeps the
 finalizer on a handler that raises; the new owner's Kopf reads this record and honours the delay."""
@@ -79,8 +83,8 @@ async def _still_ours(ctx: Context, obj: Resource) -> bool:
 
 async def _discard_locks_of_gone_parents(ctx: Context, obj: Resource) -> None:
     """Delete the lock Lease a deleted LoadBalancer or pool leaves behind, once it is gone from the cloud
-    (waited for within the attempt's deadline: Octavia answers a deletion at once and removes the
-    object when its provider is done).
+    (waited for up to ``GONE_WAIT``: Octavia answers a deletion at once and removes the object when
+    its provider is done).
 
     A LoadBalancer's family Lease goes with the LoadBalancer object; a
     pool-scoped Lease with its pool. A child finishing later finds its cloud
@@ -101,19 +105,21 @@ async def _discard_locks_of_gone_parents(ctx: Context, obj: Resource) -> None:
         key, still_there = f"pool/{uuid}", ctx.cloud.get_pool
     else:
         return
-    until = deadline(ctx)
     try:
-        async with asyncio.timeout_at(until):
+        async with asyncio.timeout(GONE_WAIT):
             while True:  # a cloud that deletes after answering (Octavia: PENDING_DELETE) still shows it
                 found = await still_there(str(uuid))
-                if found.tags.get(UID_TAG) != obj.uid:
+                owner = found.tags.get(UID_TAG)  # untagged: ours, its tag removed in a console (as find)
+                if owner is not None and owner != obj.uid:
                     # status.uuid names another object's (a restored copy's): the deletion left it
                     # alone. The family Lease is this object's own; a pool's Lease is its owner's.
                     if obj.kind == "LoadBalancer":
-                        await ctx.mutex.discard(key, until)
+                        await ctx.mutex.discard(key, deadline(ctx))
                     return
+                if isinstance(found, LoadBalancer) and found.status != "changing":
+                    return  # not being deleted (its deletion failed in the cloud): the Lease stays
                 await asyncio.sleep(ctx.settings.ready_poll)
     except NotFound:
-        await ctx.mutex.discard(key, until)
+        await ctx.mutex.discard(key, deadline(ctx))
     except (CloudError, TimeoutError):
         pass  # unknown: the sweeper removes an idle Lease later
