@@ -135,7 +135,9 @@ class KeystoneSettings(BaseModel):
         neither is set (no Keystone). Blocking (it may read a file): call it at start-up."""
         env = os.environ if env is None else env
         if env.get("OS_CLOUD"):
-            return cls.from_clouds_yaml(env["OS_CLOUD"], env.get("OS_CLIENT_CONFIG_FILE"))
+            return cls.from_clouds_yaml(
+                env["OS_CLOUD"], env.get("OS_CLIENT_CONFIG_FILE"), env.get("OS_CACERT") or None
+            )
         if not env.get("OS_AUTH_URL"):
             return None
         from keystoneauth1 import loading
@@ -159,7 +161,8 @@ class KeystoneSettings(BaseModel):
         )
 
     @classmethod
-    def from_clouds_yaml(cls, cloud: str, path: str | None) -> KeystoneSettings:
+    def from_clouds_yaml(cls, cloud: str, path: str | None, cacert: str | None = None) -> KeystoneSettings:
+        """The entry ``cloud`` of a clouds.yaml; its ``cacert``, else ``cacert`` (``OS_CACERT``)."""
         candidates = [Path(path)] if path else list(CLOUDS_YAML_PATHS)
         for candidate in candidates:
             if candidate.is_file():
@@ -176,13 +179,12 @@ class KeystoneSettings(BaseModel):
                 }
                 auth_type = str(entry.get("auth_type") or "password")
                 source = f"{candidate} (cloud {cloud})"
-                cacert = entry.get("cacert")
                 return cls._split(
                     auth_type,
                     auth,
                     entry.get("region_name"),
                     entry.get("interface"),
-                    str(cacert) if cacert else None,
+                    str(entry["cacert"]) if entry.get("cacert") else cacert,
                     source,
                 )
         raise ValueError(

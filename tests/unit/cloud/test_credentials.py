@@ -85,6 +85,11 @@ def test_an_entry_of_clouds_yaml(tmp_path: Path) -> None:
     }
     assert (settings.region_name, settings.interface) == ("RegionOne", "internal")
     assert settings.cacert == "/etc/openstack/ca.pem"
+    with_env = {"OS_CLOUD": "prod", "OS_CLIENT_CONFIG_FILE": str(clouds), "OS_CACERT": "/mounted/ca.pem"}
+    assert KeystoneSettings.from_env(with_env).cacert == "/etc/openstack/ca.pem"  # type: ignore[union-attr]
+    clouds.write_text(clouds.read_text().replace("    cacert: /etc/openstack/ca.pem\n", ""))
+    # The chart's way: the CA beside the clouds.yaml, named by OS_CACERT.
+    assert KeystoneSettings.from_env(with_env).cacert == "/mounted/ca.pem"  # type: ignore[union-attr]
     assert SECRET not in repr(settings)
     with pytest.raises(ValueError, match="has no cloud named 'staging'") as caught:
         KeystoneSettings.from_env({"OS_CLOUD": "staging", "OS_CLIENT_CONFIG_FILE": str(clouds)})
