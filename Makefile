@@ -58,7 +58,7 @@ octavia:
 	@python=$$(tools/octavia/build.sh) && $$python tools/octavia/serve.py --port 9876 --state "$${TMPDIR:-/tmp}/lb-operator-octavia"
 
 ## test-octavia: the Octavia suites (its client, the operator, Keystone, faults), then the operator's integration
-## suites and the chaos suites (short) with Octavia's own API server as the cloud (LBOP_TEST_BACKEND=octavia; ~25 min)
+## suites and the chaos suites (short) with Octavia's own API server as the cloud (LBOP_TEST_BACKEND=octavia; ~15 min)
 test-octavia: setup binaries
 	$(BIN)/pytest tests/integration/octavia
 	LBOP_TEST_BACKEND=octavia $(BIN)/pytest tests/integration/operator
