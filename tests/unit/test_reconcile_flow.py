@@ -139,6 +139,21 @@ async def test_a_creation_the_cloud_refuses_for_a_missing_parent_waits_instead_o
         await flow.reconcile(pool, seconds=2)
 
 
+async def test_nothing_is_sent_under_a_load_balancer_gone_from_the_cloud(flow: Flow) -> None:
+    # Octavia answers a creation under a deleted load balancer 409, which reads as "busy", not "gone".
+    lb = await flow.running_lb()
+    await flow.cloud.delete_load_balancer(str(lb.status["uuid"]))
+    flow.sim.faults.configure(fault_500=1.0, methods=["POST", "PATCH", "DELETE"])  # a request would say so
+    pool = resource(
+        "LoadBalancerPool",
+        "p",
+        {"loadBalancerRef": {"name": "web"}, "algorithm": "round_robin", "protocol": "tcp"},
+    )
+    with pytest.raises(ParentNotReady, match="parent is gone"):
+        await flow.reconcile(pool, seconds=2)
+    assert flow.sim.stats()["faults"] == {}, "a change was sent under a load balancer known to be gone"
+
+
 async def test_a_hung_request_ends_with_the_attempts_deadline(flow: Flow) -> None:
     lb = await flow.running_lb()
     flow.sim.faults.configure(fault_hang=1.0, methods=["PATCH"])

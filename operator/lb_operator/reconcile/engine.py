@@ -538,17 +538,24 @@ async def _look_under_lock(
         )
         if settled:
             return current, basis
-        await until_settled(ctx, load_balancer)
+        if await until_settled(ctx, load_balancer) is None:
+            raise _load_balancer_gone(load_balancer)
     again: tuple[C | None, Resource] = await _together(adapter.find(ctx, obj, parent), prove(ctx, obj))
     return again
 
 
 async def _settled_now(ctx: Context, load_balancer: str) -> bool:
-    """One read: whether the load balancer is not ``changing`` (or gone: the mutation will say so)."""
+    """One read: whether the load balancer is not ``changing``; ``ParentNotReady`` if it is gone."""
     try:
         return (await ctx.cloud.get_load_balancer(load_balancer)).status != "changing"
     except NotFound:
-        return True
+        raise _load_balancer_gone(load_balancer) from None
+
+
+def _load_balancer_gone(load_balancer: str) -> ParentNotReady:
+    """Nothing is sent under a load balancer gone from the cloud: cloudscale would answer a creation
+    404, but Octavia keeps a deleted one as ``DELETED`` and answers 409 (busy), as if it were changing."""
+    return ParentNotReady(f"the parent is gone from the cloud: load balancer {load_balancer}")
 
 
 async def _together(*reads: Awaitable[Any]) -> Any:
