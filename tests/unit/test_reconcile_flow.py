@@ -125,24 +125,11 @@ async def test_a_child_is_not_sent_while_its_load_balancer_is_changing(flow: Flo
     assert flow.sim.stats()["overlaps"] == 0  # it waited for `running` instead of colliding (409)
 
 
-async def test_a_creation_the_cloud_refuses_for_a_missing_parent_waits_instead_of_failing_for_good(
-    flow: Flow,
-) -> None:
+async def test_a_child_under_a_load_balancer_gone_from_the_cloud_waits_and_sends_nothing(flow: Flow) -> None:
+    # It waits instead of failing for good; and nothing is sent, for Octavia answers a creation under
+    # a deleted load balancer 409, which reads as "busy", not "gone".
     lb = await flow.running_lb()
     await flow.cloud.delete_load_balancer(str(lb.status["uuid"]))  # gone behind the operator's back
-    pool = resource(
-        "LoadBalancerPool",
-        "p",
-        {"loadBalancerRef": {"name": "web"}, "algorithm": "round_robin", "protocol": "tcp"},
-    )
-    with pytest.raises(ParentNotReady, match="parent is gone"):
-        await flow.reconcile(pool, seconds=2)
-
-
-async def test_nothing_is_sent_under_a_load_balancer_gone_from_the_cloud(flow: Flow) -> None:
-    # Octavia answers a creation under a deleted load balancer 409, which reads as "busy", not "gone".
-    lb = await flow.running_lb()
-    await flow.cloud.delete_load_balancer(str(lb.status["uuid"]))
     flow.sim.faults.configure(fault_500=1.0, methods=["POST", "PATCH", "DELETE"])  # a request would say so
     pool = resource(
         "LoadBalancerPool",
