@@ -124,6 +124,7 @@ class Breakdown:
 class Figures:
     scenario: Scenario
     ideal: float = math.nan
+    ideal_given_arrivals: float = math.nan  # the same, but no change before its object was created
     objects: int = 0
     error: str | None = None
     makespan: float | None = None  # None: not converged by the deadline
@@ -183,8 +184,16 @@ async def api_client(cluster: Cluster) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-async def create_all(cluster: Cluster, manifests: list[dict[str, Any]], concurrency: int) -> float:
-    """POST every manifest, ``concurrency`` at a time, in manifest order (parents first); return when done."""
+async def create_all(
+    cluster: Cluster,
+    manifests: list[dict[str, Any]],
+    concurrency: int,
+    answered: dict[tuple[str, str], float] | None = None,
+) -> float:
+    """POST every manifest, ``concurrency`` at a time, in manifest order (parents first); return when done.
+
+    ``answered``: filled with each object's (plural, name) → when its create was answered.
+    """
     async with await api_client(cluster) as api:
         custom = client.CustomObjectsApi(api)
         gate = asyncio.Semaphore(concurrency)
@@ -194,6 +203,8 @@ async def create_all(cluster: Cluster, manifests: list[dict[str, Any]], concurre
                 namespace = manifest["metadata"]["namespace"]
                 plural = PLURALS[manifest["kind"]]
                 await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, manifest)
+                if answered is not None:
+                    answered[plural, manifest["metadata"]["name"]] = time.monotonic()
 
         await asyncio.gather(*(one(m) for m in manifests))
     return time.monotonic()
@@ -538,6 +549,9 @@ def run_scenario(
             manifests = fleet(namespace, *sizes, zone=None, vip_subnet=OCTAVIA_SUBNET)
         else:
             manifests = fleet(namespace, args.lbs, args.pools, args.members)
+        if args.order == "level":
+            # Stable: parents still come before their children.
+            manifests.sort(key=lambda m: LEVELS.get(m["kind"], 2))
         figures.objects = len(manifests)
         wanted = {(PLURALS[m["kind"]], m["metadata"]["name"]) for m in manifests}
         stats_before = replicas.simulator.stats()
@@ -552,7 +566,11 @@ def run_scenario(
         cpu_before = cpu.sample(groups)
         started = time.monotonic()
         print(f"  creating {len(manifests)} objects ...", flush=True)
-        figures.created_in = asyncio.run(create_all(cluster, manifests, args.concurrency)) - started
+        answered: dict[tuple[str, str], float] = {}
+        figures.created_in = asyncio.run(create_all(cluster, manifests, args.concurrency, answered)) - started
+        figures.ideal_given_arrivals = ideal_given_arrivals(
+            manifests, {key: at - started for key, at in answered.items()}, args.latency, args.lb_ready_delay
+        )
         cap = args.unlocked_deadline if scenario.unlocked else args.deadline
         figures.makespan, figures.ready = asyncio.run(
             until_ready(
@@ -629,6 +647,40 @@ def ideal_of(scenario: Scenario, args: argparse.Namespace) -> float:
     return args.lb_ready_delay + busiest_mutations(args.pools, args.members) * args.latency
 
 
+LEVELS = {"LoadBalancer": 0, "LoadBalancerPool": 1}
+"""``--order level``: creation order by kind; every other kind is level 2."""
+
+
+def ideal_given_arrivals(
+    manifests: list[dict[str, Any]],
+    answered: dict[tuple[str, str], float],
+    latency: float,
+    ready_delay: float,
+) -> float:
+    """The ideal makespan had no change started before its object's create was answered.
+
+    The ideal above assumes every object exists at the first create; they
+    arrive over the seconds the creates take, tree by tree, so the last
+    tree's changes cannot begin before it is created. Per tree (objects
+    named ``<lb>-…``, parents first): its changes back to back, each at
+    the earliest when its object exists.
+    """
+    done: dict[str, float] = {}
+    for manifest in manifests:
+        name = manifest["metadata"]["name"]
+        tree = name.split("-", 1)[0]
+        arrived = answered[PLURALS[manifest["kind"]], name]
+        took = latency + (ready_delay if manifest["kind"] == "LoadBalancer" else 0.0)
+        done[tree] = max(done.get(tree, 0.0), arrived) + took
+    return max(done.values(), default=math.nan)
+
+
+def _waited(f: Figures, group: str, main: bool = False) -> str:
+    if f.cpu is None:
+        return "nan"
+    return fmt((f.cpu.main_waited if main else f.cpu.waited).get(group, math.nan), ".1f", "s")
+
+
 def report(results: list[Figures], ideal: float, per_lb: int, args: argparse.Namespace) -> None:
     print()
     print(
@@ -652,6 +704,11 @@ def report(results: list[Figures], ideal: float, per_lb: int, args: argparse.Nam
         ("makespan", lambda f: fmt(f.makespan, ".1f", "s") if f.makespan else f"n/c >{f.waited:.0f}s"),
         ("ideal makespan", lambda f: fmt(f.ideal, ".1f", "s")),
         ("efficiency (ideal / makespan)", lambda f: fmt(f.ideal / f.makespan if f.makespan else None, ".2f")),
+        ("ideal given the creates' arrivals", lambda f: fmt(f.ideal_given_arrivals, ".1f", "s")),
+        (
+            "  efficiency given the arrivals",
+            lambda f: fmt(f.ideal_given_arrivals / f.makespan if f.makespan else None, ".2f"),
+        ),
         ("Ready at the end", lambda f: f"{f.ready}/{f.objects}"),
         ("all POSTs answered after", lambda f: fmt(f.created_in, ".1f", "s")),
         ("cloud mutations", lambda f: str(f.mutations)),
@@ -680,6 +737,13 @@ def report(results: list[Figures], ideal: float, per_lb: int, args: argparse.Nam
             (f"  CPU seconds: {group}", _cpu_of(group))
             for group in ("operator", "apiserver+etcd", "simulator", "other")
         ),
+        (
+            "some task waited for a core",
+            lambda f: fmt(100 * f.cpu.stalled_share, ".0f", "% of the time") if f.cpu else "nan",
+        ),
+        ("  replicas' event loops waited", lambda f: _waited(f, "operator", main=True)),
+        ("  replicas' threads waited", lambda f: _waited(f, "operator")),
+        ("  apiserver+etcd threads waited", lambda f: _waited(f, "apiserver+etcd")),
         ("first cloud call after", lambda f: fmt(f.breakdown.first_call, ".1f", "s")),
         ("last cloud change ends at", lambda f: fmt(f.breakdown.cloud_done, ".1f", "s")),
         (
@@ -735,6 +799,10 @@ def result_line(results: dict[str, Figures], ideal: float) -> str:
     def efficiency(key: str) -> float:
         return ideal / makespan(key)
 
+    def given_arrivals(key: str) -> float:
+        f = results.get(key)
+        return f.ideal_given_arrivals / makespan(key) if f is not None else math.nan
+
     def octavia(key: str) -> str:
         f = results.get(key)
         return str(f.overlaps) if f is not None and f.error is None else "nan"
@@ -751,7 +819,9 @@ def result_line(results: dict[str, Figures], ideal: float) -> str:
         f"speedup_vs_global={makespan('d') / makespan('a'):.2f} overlaps_unlocked={overlaps} "
         f"apiserver_writes_per_cloud_op={per_op:.2f} lease_writes_per_cloud_op={leases_per_op:.2f} "
         f"efficiency_octavia={efficiency_octavia:.2f} conflicts_octavia_locked={octavia('e')} "
-        f"conflicts_octavia_unlocked={octavia('f')}"
+        f"conflicts_octavia_unlocked={octavia('f')} "
+        f"efficiency_3_given_arrivals={given_arrivals('a'):.2f} "
+        f"efficiency_1_given_arrivals={given_arrivals('b'):.2f}"
     )
 
 
@@ -775,6 +845,12 @@ def main() -> None:
         "--octavia-members", type=int, default=3, help="members per pool (default %(default)s)"
     )
     parser.add_argument("--concurrency", type=int, default=32, help="create requests in flight (default 32)")
+    parser.add_argument(
+        "--order",
+        choices=("tree", "level"),
+        default="tree",
+        help="create tree by tree (default), or every load balancer first, then every pool, then the rest",
+    )
     parser.add_argument("--deadline", type=float, default=600, help="seconds per scenario to converge")
     parser.add_argument(
         "--unlocked-deadline", type=float, default=180, help="seconds scenario (c) may take (default 180)"

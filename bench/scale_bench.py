@@ -20,7 +20,14 @@ load balancers running after 1 s, mode ``reject``). It measures:
   one drift interval (``--resync``, the replicas' ``LBOP_RESYNC_INTERVAL``)
   in steady state (the interval after the one that follows all Ready), per object;
 - ``sharder_passes``: passes of every sharder term (from the replicas' logs);
-- the CPU seconds of the replicas, the API server and etcd, and the simulator.
+- the CPU seconds of the replicas, the API server and etcd, and the simulator;
+  how long their threads were ready to run with every core taken (the
+  scheduler's run-queue wait), and the share of the time in which any task
+  waited so; and what the CPU work alone takes on this machine (all of it
+  over the cores), the least time any schedule could take;
+- first (``--baseline``, the default), the same fleet created with no
+  operator running: how long the creates take, and the API server's and
+  etcd's CPU for the workload alone.
 
 The last line is machine-readable: ``RESULT objects=… ready_s=… ideal_s=…
 create_s=… rss_mb_max=… apiserver_writes_per_object=…
@@ -38,9 +45,12 @@ import threading
 import time
 from pathlib import Path
 
+from kubernetes.aio import client
+
 from e2e_bench import (
     PLURALS,
     PRODUCT_DEFAULTS,
+    api_client,
     check_alive,
     create_all,
     prepare,
@@ -48,7 +58,8 @@ from e2e_bench import (
     until_ready,
     until_serving,
 )
-from lb_operator.testing import cpu, open_cluster
+from lb_operator.api import ALL_KINDS, GROUP, VERSION
+from lb_operator.testing import Cluster, cpu, open_cluster
 from lb_operator.testing.cluster import apiserver_writes
 from lb_operator.testing.fleet import fleet
 from lb_operator.testing.replicas import ReplicaFleet
@@ -95,6 +106,33 @@ def sharder_passes(logs: Path) -> int:
     return passes
 
 
+def baseline(cluster: Cluster, trees: int, concurrency: int) -> None:
+    """The same fleet created with no operator running, then deleted: what the workload alone costs."""
+    namespace = "baseline-no-operator"
+    cluster.kubectl("create", "namespace", namespace)
+    manifests = fleet(namespace, trees, POOLS, MEMBERS)
+    groups = {"apiserver+etcd": cpu.pids_running("kube-apiserver", "etcd")}
+    before = cpu.sample(groups)
+    started = time.monotonic()
+    create_s = asyncio.run(create_all(cluster, manifests, concurrency)) - started
+    usage = cpu.between(before, cpu.sample(groups))
+    print(
+        f"baseline, no operator: {len(manifests)} creates answered after {create_s:.1f}s; "
+        f"apiserver+etcd {usage.seconds['apiserver+etcd']:.0f} CPU-s, machine "
+        f"{100 * usage.busy_share:.0f}% busy of {usage.cores} cores",
+        flush=True,
+    )
+
+    async def delete_all() -> None:
+        async with await api_client(cluster) as api:
+            custom = client.CustomObjectsApi(api)
+            for kind in ALL_KINDS:  # no operator, no finalizers: gone at once
+                plural = kind.plural
+                await custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+
+    asyncio.run(delete_all())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--objects", type=int, default=10_000, help="objects, in trees of 13 (default 10000)")
@@ -104,6 +142,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="create requests in flight (default 32)")
     parser.add_argument("--resync", type=float, default=60, help="the replicas' drift interval, seconds")
     parser.add_argument("--deadline", type=float, default=3600, help="seconds to wait for all Ready")
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="first create (and delete) the fleet with no operator running (default: yes)",
+    )
     args = parser.parse_args()
 
     trees = max(1, math.ceil(args.objects / TREE))
@@ -112,6 +156,8 @@ def main() -> None:
     print(f"replica and simulator logs in {logs}")
     with open_cluster() as cluster:
         background = prepare(cluster)
+        if args.baseline:
+            baseline(cluster, trees, args.concurrency)
         simulator = {"latency": args.latency, "lb_ready_delay": args.lb_ready_delay, "mode": "reject"}
         replicas = ReplicaFleet(
             cluster, logs, simulator=simulator, **PRODUCT_DEFAULTS, resync_interval=args.resync
@@ -176,6 +222,13 @@ def main() -> None:
         + ", ".join(f"{group} {seconds:.0f}s" for group, seconds in usage.seconds.items())
         + f", other {usage.other:.0f}s"
     )
+    print(
+        f"waiting for a core: some task {100 * usage.stalled_share:.0f}% of the time; the replicas' event "
+        f"loops {usage.main_waited['operator']:.0f}s (all their threads {usage.waited['operator']:.0f}s), "
+        f"apiserver+etcd threads {usage.waited['apiserver+etcd']:.0f}s"
+    )
+    needed = (sum(usage.seconds.values()) + usage.other) / usage.cores
+    print(f"the CPU work alone over {usage.cores} cores: {needed:.0f}s (Ready after {span:.0f}s)")
     print(f"time beyond creation: {(ready_s or math.nan) - create_s:.1f}s (2x the ideal: {2 * ideal:.1f}s)")
     print(
         f"RESULT objects={objects} ready_s={ready_s if ready_s is not None else math.nan:.1f} "
