@@ -130,6 +130,9 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
         await replica.stop()  # the member Lease last: survivors take over at once
     if context is not None:
         await close_context(context)
+    journal: Journal | None = memo.get("journal")
+    if journal is not None:
+        journal.close()  # a line recorded after this opens the file again
     served: web.AppRunner | None = memo.get("metrics")
     if served is not None:
         await served.cleanup()

@@ -25,16 +25,13 @@ async def running(memo: kopf.Memo, body: Mapping[str, Any]) -> AsyncIterator[Non
     if drained(memo, body):
         raise kopf.TemporaryError("moving to another replica; it will continue there", delay=DRAINED_RETRY)
     with replica.drainer.working_on(uid) if replica is not None else contextlib.nullcontext():
+        if journal is not None:
+            journal.record(uid, "start")  # no await: a run cancelled before this line never began
         try:
-            # Inside the try: a run cancelled during this first await (a change withdrawn as it
-            # begins) may still get its "start" line written by the journal's thread, so it must
-            # get its "end" too, or the journal shows a run that never ended.
-            if journal is not None:
-                await journal.record(uid, "start")
             yield
         finally:
             if journal is not None:
-                await journal.record(uid, "end")
+                journal.record(uid, "end")
 
 
 def drained(memo: kopf.Memo, body: Mapping[str, Any]) -> bool:
