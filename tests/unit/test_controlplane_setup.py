@@ -16,7 +16,7 @@ from lb_operator.testing.controlplane import ControlPlane, ControlPlaneError
 
 
 def _fake_binaries(folder: Path) -> Path:
-    for name in ("etcd", "kube-apiserver", "kubectl"):
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl"):
         path = folder / name
         path.write_text("#!/bin/sh\nexit 0\n")
         path.chmod(0o755)

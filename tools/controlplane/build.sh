@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kubectl and etcd from the pinned Go modules and prints
+# Builds kube-apiserver, kube-controller-manager, kubectl and etcd from the pinned Go modules and prints
 # the folder that holds them (the last line of stdout; progress goes to stderr).
 #
 # - If KUBEBUILDER_ASSETS names a folder holding all three, that folder is
@@ -13,7 +13,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=/dev/null
 source "$here/versions.env"
 
-binaries=(kube-apiserver kubectl etcd)
+binaries=(kube-apiserver kube-controller-manager kubectl etcd)
 
 has_all() {
   local dir=$1 name
@@ -61,9 +61,11 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitTreeState=clean"
 done
 
-echo "building kube-apiserver and kubectl $KUBERNETES_VERSION (several minutes on a cold cache)" >&2
+# One build for the three: the packages they share are compiled once.
+echo "building kube-apiserver, kube-controller-manager and kubectl $KUBERNETES_VERSION (several minutes on a cold cache)" >&2
 (cd "$here/kubernetes" && go build -trimpath -ldflags "$ldflags" -o "$staging/" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kubectl)
 
 echo "building etcd $ETCD_VERSION" >&2
 etcd_ldflags="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION"

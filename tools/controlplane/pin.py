@@ -68,6 +68,7 @@ def write_kubernetes_gomod(version: str) -> None:
     lines += [
         "tool (",
         "\tk8s.io/kubernetes/cmd/kube-apiserver",
+        "\tk8s.io/kubernetes/cmd/kube-controller-manager",
         "\tk8s.io/kubernetes/cmd/kubectl",
         ")",
         "",

@@ -1,4 +1,4 @@
-"""A real kube-apiserver + etcd on loopback, started and stopped from Python.
+"""A real kube-apiserver + etcd (+ kube-controller-manager) on loopback, started and stopped from Python.
 
 Why this exists: the operator's correctness rests on API-server behaviour a
 fake cannot reproduce faithfully — ``resourceVersion`` conflicts, watches,
@@ -8,6 +8,9 @@ RBAC, a client CA, service-account keys), with every certificate generated in
 process by ``cryptography``, and nothing bound beyond loopback or dependent on
 a default route. The API server alone can be stopped and started again on the
 same etcd and port, to test how the operator rides out API-server trouble.
+kube-controller-manager runs two controllers, the ones Services of
+``type: LoadBalancer`` rely on: garbage collection (ownerReferences) and
+EndpointSlices.
 
 This is test and demo infrastructure: it blocks, and is never imported by the
 operator itself.
@@ -196,10 +199,11 @@ class _Process:
 
 @dataclass
 class ControlPlane:
-    """etcd + kube-apiserver on free loopback ports, with an admin kubeconfig.
+    """etcd + kube-apiserver (+ kube-controller-manager) on free loopback ports, with an admin kubeconfig.
 
-    ``binaries`` is a folder holding ``etcd``, ``kube-apiserver`` and
-    ``kubectl`` (see ``tools/controlplane/build.sh``). Use as a context
+    ``binaries`` is a folder holding ``etcd``, ``kube-apiserver``,
+    ``kube-controller-manager`` and ``kubectl`` (see
+    ``tools/controlplane/build.sh``). Use as a context
     manager, or call :meth:`start` and :meth:`stop`. All state lives in a
     temporary work dir that :meth:`stop` deletes.
     """
@@ -212,12 +216,13 @@ class ControlPlane:
     apiserver_port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
-        for name in ("etcd", "kube-apiserver", "kubectl"):
+        for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl"):
             if not (self.binaries / name).is_file():
                 shutil.rmtree(self.workdir, ignore_errors=True)
                 raise ControlPlaneError(
-                    f"{self.binaries / name} is missing: run tools/controlplane/build.sh, "
-                    "or set KUBEBUILDER_ASSETS to a folder holding etcd, kube-apiserver and kubectl"
+                    f"{self.binaries / name} is missing: run tools/controlplane/build.sh, or set "
+                    "KUBEBUILDER_ASSETS to a folder holding etcd, kube-apiserver, kube-controller-manager "
+                    "and kubectl"
                 )
         self.certs = self.workdir / "pki"
         self.certs.mkdir(parents=True, exist_ok=True)
@@ -227,6 +232,8 @@ class ControlPlane:
         self.kubeconfig = self.user_kubeconfig(ADMIN_USER, groups=["system:masters"])
         self._etcd = _Process("etcd", self._etcd_argv(), self.workdir / "etcd.log")
         self._apiserver = _Process("kube-apiserver", self._apiserver_argv(), self.workdir / "apiserver.log")
+        argv, log = self._controller_manager_argv(), self.workdir / "controller-manager.log"
+        self._controllers = _Process("kube-controller-manager", argv, log)
         self._stopped = False
 
     # -- public surface ---------------------------------------------------------------------------
@@ -240,12 +247,16 @@ class ControlPlane:
         return self.binaries / "kubectl"
 
     def start(self) -> None:
-        """Start etcd, then kube-apiserver; return once both serve requests."""
+        """Start etcd, then kube-apiserver, then kube-controller-manager; return once the API server serves
+        requests and the controller manager runs."""
         atexit.register(self.stop)
         try:
             self._etcd.start()
             self._wait_for_etcd(time.monotonic() + self.startup_timeout)
             self.start_apiserver()
+            self._controllers.start()
+            if not self._controllers.running():
+                raise self._controllers.failure("did not start")
         except BaseException:
             self.stop()
             raise
@@ -266,6 +277,7 @@ class ControlPlane:
         if self._stopped:
             return
         self._stopped = True
+        self._controllers.stop()
         self._apiserver.stop()
         self._etcd.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -367,6 +379,17 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
+        ]
+
+    def _controller_manager_argv(self) -> list[str]:
+        return [
+            str(self.binaries / "kube-controller-manager"),
+            f"--kubeconfig={self.kubeconfig}",
+            "--controllers=garbagecollector,endpointslice",
+            "--leader-elect=false",
+            "--secure-port=0",  # nothing served: nothing bound, no authentication to set up
+            "--use-service-account-credentials=false",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         ]
 
     def _ssl_context(self) -> ssl.SSLContext:
