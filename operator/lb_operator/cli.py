@@ -87,7 +87,7 @@ def _run() -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = kopf.OperatorRegistry()
-    register(registry)
+    register(registry, services=settings.services)
     namespaces = settings.watch_namespaces
     host = f"[{settings.listen_address}]" if ":" in settings.listen_address else settings.listen_address
     health = f"http://{host}:{settings.health_port}/healthz" if settings.health_port else None

@@ -180,6 +180,31 @@ class OperatorSettings(BaseModel):
     lease_duration: int = Field(
         default=15, ge=3, description="Seconds a lock Lease lasts without renewal (LBOP_LEASE_DURATION)."
     )
+    services: bool = Field(
+        default=True,
+        description="Serve Services of `type: LoadBalancer` whose `spec.loadBalancerClass` is "
+        "`lboperator.dev/<backend>` (LBOP_SERVICES); needs list/watch of Services, Nodes and "
+        "EndpointSlices (the chart grants them). Every other Service is ignored.",
+    )
+    service_member_subnet: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        description="UUID of the subnet a Service's members are reached through "
+        "(LBOP_SERVICE_MEMBER_SUBNET), unless the Service's `lboperator.dev/member-subnet` annotation "
+        "names one.",
+    )
+    service_zone: str | None = Field(
+        default=None,
+        pattern=r"^[a-zA-Z0-9_.-]{1,64}$",
+        description="Zone of a Service's load balancer (LBOP_SERVICE_ZONE), unless its "
+        "`lboperator.dev/zone` annotation names one; cloudscale needs one of the two.",
+    )
+    service_vip_subnet: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        description="UUID of the subnet of a Service's VIP (LBOP_SERVICE_VIP_SUBNET), unless its "
+        "`lboperator.dev/vip-subnet` annotation names one; Octavia needs one of the two.",
+    )
 
     @field_validator("cloud_url")
     @classmethod

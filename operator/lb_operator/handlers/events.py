@@ -42,8 +42,9 @@ class RetriesAreNotErrors(logging.Filter):
 
 class BookkeepingIsQuiet(logging.Filter):
     """Kopf logs every run of every handler at INFO ("Handler 'departures' succeeded."). The departures
-    handler runs on every watch event of every object and only sets a flag: one line per event would
-    drown the log. Its failures still show (they are not "succeeded")."""
+    handler runs on every watch event of every object and only sets a flag, as the Service controller's
+    handlers of Services, Nodes and EndpointSlices only note what they heard: one line per event would
+    drown the log. Their failures still show (they are not "succeeded")."""
 
     def __init__(self, *handler_ids: str) -> None:
         super().__init__()

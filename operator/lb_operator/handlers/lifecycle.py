@@ -22,8 +22,12 @@ from lb_operator.handlers.runtime import close_context, open_context
 from lb_operator.reconcile.engine import Context
 from lb_operator.reconcile.kinds import ADAPTERS
 from lb_operator.reconcile.resources import Resource
+from lb_operator.services.controller import ServiceController
+from lb_operator.services.translate import Defaults
 from lb_operator.sharding import FINALIZER, SHARD_LABEL
+from lb_operator.sharding.members import live_members
 from lb_operator.sharding.replica import Replica
+from lb_operator.sharding.ring import owner
 from lb_operator.sharding.streams import Mirror
 
 logger = logging.getLogger(__name__)
@@ -83,6 +87,55 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         )
         replica.start()
         memo["replica"] = replica
+    if context.settings.services and context.api is not None and context.mirror is not None:
+        memo["services"] = _services(context, context.mirror)
+
+
+def _services(context: Context, mirror: Mirror) -> ServiceController:
+    """This replica's part of serving classed Services: with sharding, the trees it owns."""
+    settings = context.settings
+    watch = context.mutex.watch if context.mutex is not None else None
+
+    def owns(root: str) -> bool:
+        if not settings.sharding or watch is None:
+            return True
+        return owner(root, live_members(watch)) == settings.identity
+
+    defaults = Defaults(
+        backend=settings.backend,
+        member_subnet=settings.service_member_subnet,
+        zone=settings.service_zone,
+        vip_subnet=settings.service_vip_subnet,
+    )
+    assert context.api is not None
+    return ServiceController(context.api, mirror, defaults, owns)
+
+
+def _heard(memo: kopf.Memo) -> ServiceController | None:
+    """The replica's ServiceController, started by the first event it hears: in a handler's context, so
+    that it can post Events through Kopf (start-up has no poster yet)."""
+    services: ServiceController | None = memo.get("services")
+    if services is not None:
+        services.start()
+    return services
+
+
+async def on_service(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    services = _heard(memo)
+    if services is not None:
+        services.service_event(type, body)
+
+
+async def on_node(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    services = _heard(memo)
+    if services is not None:
+        services.node_event(type, body)
+
+
+async def on_endpoint_slice(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    services = _heard(memo)
+    if services is not None:
+        services.slice_event(type, body)
 
 
 def _sweep(memo: kopf.Memo, context: Context, mirror: Mirror) -> DriftSweep:
@@ -118,6 +171,9 @@ def _leaving(context: Context, pending: Pending, body: Mapping[str, Any], going:
 
 
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    services: ServiceController | None = memo.get("services")
+    if services is not None:
+        await services.stop()
     pending: Pending | None = memo.get("pending")
     context = memo.get("context")
     if pending is not None and context is not None:

@@ -6,7 +6,9 @@
 - every watch event → ``drift.on_event`` (a change of an object that left
   this replica is withdrawn); the periodic drift check is one sweep per
   replica (``drift.DriftSweep``, started in ``lifecycle``), not a handler;
-- start-up, clean-up, login, ``/healthz`` → ``lifecycle``.
+- start-up, clean-up, login, ``/healthz`` → ``lifecycle``;
+- with ``services``: every Service, Node and EndpointSlice event →
+  ``services.controller`` (``on.event`` only: Kopf keeps no state on them).
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ from lb_operator.handlers.events import (
 
 DEPARTURES_ID = "departures"
 """The handler id of ``drift.on_event``, which sees every watch event."""
+HEARING_IDS = ("services", "nodes", "endpointslices")
+"""The handler ids of the Service controller's ``on.event`` handlers: they only note what they heard."""
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
-    """Register every handler of every kind on ``registry``."""
+def register(registry: kopf.OperatorRegistry, *, services: bool = False) -> None:
+    """Register every handler of every kind on ``registry``; with ``services``, hear Services too."""
     objects_logger = logging.getLogger("kopf.objects")
     if not any(isinstance(f, RetriesAreNotErrors) for f in objects_logger.filters):
         objects_logger.addFilter(RetriesAreNotErrors())
-        objects_logger.addFilter(BookkeepingIsQuiet(DEPARTURES_ID))
+        objects_logger.addFilter(BookkeepingIsQuiet(DEPARTURES_ID, *HEARING_IDS))
         objects_logger.addFilter(EmptiedAnnotationsAreConsistent())
 
     kopf.on.login(registry=registry)(lifecycle.login)
@@ -44,3 +48,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
             event(GROUP, VERSION, kind.plural, registry=registry, id="reconcile")(changes.on_change)
         kopf.on.delete(GROUP, VERSION, kind.plural, registry=registry, id="delete")(deletion.on_delete)
         kopf.on.event(GROUP, VERSION, kind.plural, registry=registry, id=DEPARTURES_ID)(drift.on_event)
+    if services:
+        kopf.on.event("v1", "services", registry=registry, id=HEARING_IDS[0])(lifecycle.on_service)
+        kopf.on.event("v1", "nodes", registry=registry, id=HEARING_IDS[1])(lifecycle.on_node)
+        kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry, id=HEARING_IDS[2])(
+            lifecycle.on_endpoint_slice
+        )

@@ -254,6 +254,13 @@ CAN_I = [
     ("delete", "deployments.apps", "its namespace", False),
     ("delete", "customresourcedefinitions.apiextensions.k8s.io", "cluster", False),
     ("create", "pods", "its namespace", False),
+    # Services of type LoadBalancer (services.enabled, the default)
+    ("patch", "services/status", "any namespace", True),
+    ("watch", "nodes", "cluster", True),
+    ("watch", "endpointslices.discovery.k8s.io", "all namespaces", True),
+    ("create", "loadbalancers.lboperator.dev", "any namespace", True),
+    ("delete", "services", "any namespace", False),
+    ("patch", "nodes", "cluster", False),
 ]
 
 

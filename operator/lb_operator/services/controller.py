@@ -1,0 +1,418 @@
+"""Services of ``type: LoadBalancer`` with this operator's class, served through the five kinds.
+
+Each replica hears every Service, Node and EndpointSlice (Kopf ``on.event``
+handlers: no finalizer of Kopf's, no stored progress) and every generated
+object (the replica's ``Mirror``), and keeps the latest of each. A Service
+is worked on by the replica that owns its tree: the live member its
+LoadBalancer's root key hashes to, as the sharder labels the tree (with
+sharding off, by every replica: the work is idempotent).
+
+Working on a Service (``sync``), from what was heard:
+
+- ours and wanted (``type: LoadBalancer``, not being deleted): put this
+  operator's finalizer on it (``EnsuringLoadBalancer`` the first time),
+  generate its objects (``translate.generate``) and apply those that
+  differ from what is there (server-side apply, this operator's field
+  manager, forced: an edit to a generated object is set back), delete the
+  generated objects no longer wanted, and once the LoadBalancer is Ready
+  write ``status.loadBalancer.ingress`` (``EnsuredLoadBalancer``; later
+  changes ``UpdatedLoadBalancer``) and the condition ``LoadBalancerSynced``.
+  A bad annotation: the condition ``False``, a ``SyncLoadBalancerFailed``
+  Event once, and nothing applied;
+- ours and no longer wanted (deleted, or its type changed): delete the
+  generated objects (``DeletingLoadBalancer``), whose own finalizers empty
+  the cloud; once none is left, clear the ingress and remove the finalizer
+  (``DeletedLoadBalancer``).
+
+The generated objects then go the way of any other: sharded, each change
+under its tree's lock, Ready in their status. Node and endpoint changes
+arrive as member objects applied together, and the tree's queue serves
+them back to back under one hold of its lock.
+
+Writes to a Service are fenced on the version this replica read (a
+resourceVersion precondition): a replica that was frozen or cut off and
+resumes with an old view is refused, and looks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import kopf
+from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
+
+from lb_operator.api import ALL_KINDS, GROUP, VERSION
+from lb_operator.services import translate
+from lb_operator.services.translate import FINALIZER, SERVICE_LABEL, BadService, Defaults
+from lb_operator.sharding.streams import API_TIMEOUT, TRANSIENT, Mirror
+
+logger = logging.getLogger(__name__)
+
+Body = Mapping[str, Any]
+FIELD_MANAGER = "lb-operator"
+RESYNC = 60.0
+"""Seconds between looks at every Service this replica owns, whatever was heard."""
+RETRY = 2.0
+"""Seconds before a Service whose work failed (the API server refused, a write was fenced) is looked at
+again; doubled each time, at most ``RESYNC``."""
+_PLURALS = {kind.kind: kind.plural for kind in ALL_KINDS}
+_KINDS_CHILDREN_FIRST = ("LoadBalancerPoolMember", "LoadBalancerListener", "LoadBalancerHealthMonitor")
+
+
+def _key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+def _key_of(body: Body) -> str:
+    metadata = body.get("metadata") or {}
+    return _key(str(metadata.get("namespace")), str(metadata.get("name")))
+
+
+def _applied(wanted: Body, current: Body) -> bool:
+    """Whether ``current`` is as applying ``wanted`` would leave it: its label, its owner, and every spec
+    field ``wanted`` sets (the API server's defaults may add others)."""
+    metadata = current.get("metadata") or {}
+    wanted_metadata = wanted["metadata"]
+    if (metadata.get("labels") or {}).get(SERVICE_LABEL) != wanted_metadata["labels"][SERVICE_LABEL]:
+        return False
+    owner = wanted_metadata["ownerReferences"][0]["uid"]
+    if not any(o.get("uid") == owner for o in metadata.get("ownerReferences") or []):
+        return False
+    spec = current.get("spec") or {}
+    return all(spec.get(field) == value for field, value in (wanted.get("spec") or {}).items())
+
+
+class ServiceController:
+    """This replica's part of serving classed Services."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        mirror: Mirror,
+        defaults: Defaults,
+        owns: Callable[[str], bool],
+    ) -> None:
+        self._core = client.CoreV1Api(api)
+        self._objects = client.CustomObjectsApi(api)
+        self._mirror = mirror
+        self.defaults = defaults
+        self._owns = owns
+        self._services: dict[str, Body] = {}
+        self._nodes: dict[str, Body] = {}
+        self._slices: dict[str, dict[str, Body]] = {}  # Service key → EndpointSlice name → slice
+        self._dirty: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stop_listening: Callable[[], None] | None = None
+
+    # -- what is heard ---------------------------------------------------------------------------
+
+    def service_event(self, event: str | None, body: Body) -> None:
+        key = _key_of(body)
+        finalizers = (body.get("metadata") or {}).get("finalizers") or []
+        if event == "DELETED":
+            self._services.pop(key, None)
+        elif translate.is_ours(body, self.defaults.backend) or FINALIZER in finalizers:
+            # With our finalizer but no class: its type changed, which wipes the class; its tree goes.
+            self._services[key] = body
+        else:
+            self._services.pop(key, None)  # never ours: another class, or none
+            return
+        self._mark(key)
+
+    def node_event(self, event: str | None, body: Body) -> None:
+        name = str((body.get("metadata") or {}).get("name"))
+        before = translate.eligible_nodes([self._nodes[name]]) if name in self._nodes else []
+        if event == "DELETED":
+            self._nodes.pop(name, None)
+        else:
+            self._nodes[name] = body
+        after = translate.eligible_nodes([body]) if event != "DELETED" else []
+        if before != after:  # a heartbeat changes nothing a member is made of
+            for key, service in self._services.items():
+                if translate._annotation(service, translate.ANNOTATION_MEMBERS) in (None, "nodes"):
+                    self._mark(key)
+
+    def slice_event(self, event: str | None, body: Body) -> None:
+        metadata = body.get("metadata") or {}
+        service = (metadata.get("labels") or {}).get("kubernetes.io/service-name")
+        if not service:
+            return
+        key = _key(str(metadata.get("namespace")), str(service))
+        slices = self._slices.setdefault(key, {})
+        if event == "DELETED":
+            slices.pop(str(metadata.get("name")), None)
+        else:
+            slices[str(metadata.get("name"))] = body
+        if key in self._services:
+            self._mark(key)
+
+    def _generated_event(self, kind: str, event: str, body: Body) -> None:
+        metadata = body.get("metadata") or {}
+        service = (metadata.get("labels") or {}).get(SERVICE_LABEL)
+        if service:
+            self._mark(_key(str(metadata.get("namespace")), str(service)))
+
+    def _mark(self, key: str) -> None:
+        self._dirty.add(key)
+        self._wake.set()
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stop_listening = self._mirror.listen(self._generated_event)
+            self._task = asyncio.create_task(self._run(), name="services")
+
+    async def stop(self) -> None:
+        if self._stop_listening is not None:
+            self._stop_listening()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_resync = loop.time() + RESYNC
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_resync - loop.time())):
+                    await self._wake.wait()
+            self._wake.clear()
+            if loop.time() >= next_resync:
+                self._dirty.update(self._services)
+                next_resync = loop.time() + RESYNC
+            keys, self._dirty = self._dirty, set()
+            for key in sorted(keys):
+                await self._sync_one(key)
+
+    async def _sync_one(self, key: str) -> None:
+        try:
+            await self.sync(key)
+        except (*TRANSIENT, Stale) as error:
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = min(RETRY * 2 ** (failures - 1), RESYNC)
+            logger.info("Service %s: %s; looking again in %.0fs", key, error, delay)
+            asyncio.get_running_loop().call_later(delay, self._mark, key)
+        except Exception:
+            logger.exception("Service %s: unexpected failure; looking again at the next resync", key)
+        else:
+            self._failures.pop(key, None)
+
+    # -- the work --------------------------------------------------------------------------------
+
+    def generated(self, namespace: str, name: str) -> list[Body]:
+        """The objects generated for the Service ``namespace/name``, as last heard."""
+        return [
+            body
+            for body in self._mirror.bodies()
+            if (body.get("metadata") or {}).get("namespace") == namespace
+            and ((body.get("metadata") or {}).get("labels") or {}).get(SERVICE_LABEL) == name
+        ]
+
+    async def sync(self, key: str) -> None:
+        """Make the Service ``key``'s generated objects and status what it asks for (see the module)."""
+        service = self._services.get(key)
+        if service is None:
+            return
+        namespace, name = key.split("/", 1)
+        lb_name = translate.load_balancer_name(service)
+        if not self._owns(_key(namespace, lb_name)):
+            return
+        finalizers = (service.get("metadata") or {}).get("finalizers") or []
+        if not (translate.wants_load_balancer(service) and translate.is_ours(service, self.defaults.backend)):
+            await self._tear_down(service, namespace, name, finalizers)
+            return
+        try:
+            wanted = translate.generate(
+                service,
+                self.defaults,
+                nodes=list(self._nodes.values()),
+                slices=list(self._slices.get(key, {}).values()),
+            )
+        except BadService as error:  # nothing applied; said once, in a condition and an Event
+            conditions = _conditions(service, False, "SyncLoadBalancerFailed", str(error))
+            if conditions is not None:
+                await self._patch_service(service, {"status": {"conditions": conditions}}, status=True)
+                self._event(
+                    service, "Warning", "SyncLoadBalancerFailed", f"Error syncing load balancer: {error}"
+                )
+            return
+        if FINALIZER not in finalizers:
+            await self._add_finalizer(service)
+            self._event(service, "Normal", "EnsuringLoadBalancer", "Ensuring load balancer")
+        current = {(b.get("kind"), b["metadata"]["name"]): b for b in self.generated(namespace, name)}
+        changed = 0
+        for manifest in wanted:
+            have = current.pop((manifest["kind"], manifest["metadata"]["name"]), None)
+            if have is None or not _applied(manifest, have):
+                await self._apply(manifest)
+                changed += 1
+        for (kind, object_name), _ in sorted(current.items(), key=lambda item: _order(str(item[0][0]))):
+            await self._delete(str(kind), namespace, object_name)
+            changed += 1
+        load_balancer = next(
+            (b for b in self.generated(namespace, name) if b.get("kind") == "LoadBalancer"), None
+        )
+        ingress = translate.ingress(load_balancer)
+        status = (service.get("status") or {}).get("loadBalancer") or {}
+        had = status.get("ingress") or []
+        new_ingress = bool(ingress) and [i["ip"] for i in ingress] != [i.get("ip") for i in had]  # +ipMode
+        written: dict[str, Any] = {"loadBalancer": {"ingress": ingress}} if new_ingress else {}
+        conditions = _conditions(
+            service, True, "Synced", "the Service's load-balancer objects are as it asks"
+        )
+        if conditions is not None:
+            written["conditions"] = conditions
+        if written:
+            await self._patch_service(service, {"status": written}, status=True)
+        if new_ingress:
+            if had:
+                self._event(service, "Normal", "UpdatedLoadBalancer", "Updated load balancer with new hosts")
+            else:
+                self._event(service, "Normal", "EnsuredLoadBalancer", "Ensured load balancer")
+        elif changed and had:
+            self._event(service, "Normal", "UpdatedLoadBalancer", "Updated load balancer with new hosts")
+
+    async def _tear_down(self, service: Body, namespace: str, name: str, finalizers: list[str]) -> None:
+        """One step a sync: delete what is left, then clear the ingress (a Service that stays, of another
+        type now), then remove the finalizer. Each write's own event brings the next step."""
+        left = self.generated(namespace, name)
+        if left:
+            if not any("deletionTimestamp" in b["metadata"] for b in left):
+                self._event(service, "Normal", "DeletingLoadBalancer", "Deleting load balancer")
+            for body in sorted(left, key=lambda b: _order(str(b.get("kind")))):
+                if "deletionTimestamp" not in body["metadata"]:
+                    await self._delete(str(body.get("kind")), namespace, body["metadata"]["name"])
+            return  # each one's deletion empties the cloud; their events bring this back
+        deleting = "deletionTimestamp" in service["metadata"]
+        if not deleting and ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress"):
+            await self._write_ingress(service, [])
+            return
+        if FINALIZER in finalizers:
+            await self._remove_finalizer(service)
+            self._event(service, "Normal", "DeletedLoadBalancer", "Deleted load balancer")
+
+    # -- requests --------------------------------------------------------------------------------
+
+    async def _apply(self, manifest: Mapping[str, Any]) -> None:
+        metadata = manifest["metadata"]
+        await self._objects.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            metadata["namespace"],
+            _PLURALS[manifest["kind"]],
+            metadata["name"],
+            dict(manifest),
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+            _request_timeout=API_TIMEOUT,
+        )
+
+    async def _delete(self, kind: str, namespace: str, name: str) -> None:
+        try:
+            await self._objects.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, _PLURALS[kind], name, _request_timeout=API_TIMEOUT
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def _patch_service(self, service: Body, patch: dict[str, Any], *, status: bool = False) -> None:
+        """A merge patch fenced on the version heard: ``Stale`` if the Service changed since."""
+        metadata = service["metadata"]
+        patch = {
+            **patch,
+            "metadata": {**patch.get("metadata", {}), "resourceVersion": metadata["resourceVersion"]},
+        }
+        write = self._core.patch_namespaced_service_status if status else self._core.patch_namespaced_service
+        try:
+            await write(
+                metadata["name"],
+                metadata["namespace"],
+                patch,
+                _content_type="application/merge-patch+json",
+                _request_timeout=API_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status in (404, 409):
+                raise Stale(
+                    f"the Service changed or went since version {metadata['resourceVersion']}"
+                ) from None
+            raise
+
+    async def _add_finalizer(self, service: Body) -> None:
+        finalizers = list((service.get("metadata") or {}).get("finalizers") or [])
+        await self._patch_service(service, {"metadata": {"finalizers": [*finalizers, FINALIZER]}})
+
+    async def _remove_finalizer(self, service: Body) -> None:
+        finalizers = [f for f in (service.get("metadata") or {}).get("finalizers") or [] if f != FINALIZER]
+        await self._patch_service(service, {"metadata": {"finalizers": finalizers}})
+
+    async def _write_ingress(self, service: Body, ingress: list[dict[str, str]]) -> None:
+        await self._patch_service(service, {"status": {"loadBalancer": {"ingress": ingress}}}, status=True)
+
+    def _event(self, service: Body, type_: str, reason: str, message: str) -> None:
+        metadata = service["metadata"]
+        reference = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata["uid"],
+            },
+        }
+        kopf.event(reference, type=type_, reason=reason, message=message)  # type: ignore[arg-type]
+
+
+class Stale(Exception):
+    """A write to a Service was refused: it changed since this replica heard of it."""
+
+
+CONDITION = "LoadBalancerSynced"
+"""The Service's condition this operator keeps: whether its objects are as it asks, or why not."""
+
+
+def _conditions(service: Body, ok: bool, reason: str, message: str) -> list[dict[str, Any]] | None:
+    """The Service's conditions with ours set so; ``None`` if it is so already (nothing to write)."""
+    current = list((service.get("status") or {}).get("conditions") or [])
+    ours = next((c for c in current if c.get("type") == CONDITION), None)
+    status = "True" if ok else "False"
+    if ours is not None and (ours.get("status"), ours.get("reason"), ours.get("message")) == (
+        status,
+        reason,
+        message,
+    ):
+        return None
+    changed = ours is None or ours.get("status") != status
+    condition = {
+        "type": CONDITION,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": (service.get("metadata") or {}).get("generation", 0),
+        "lastTransitionTime": _now() if changed else ours["lastTransitionTime"],  # type: ignore[index]
+    }
+    return [c for c in current if c.get("type") != CONDITION] + [condition]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _order(kind: str) -> int:
+    """Deletion order: a pool's children, then pools, then the load balancer."""
+    if kind in _KINDS_CHILDREN_FIRST:
+        return 0
+    return 1 if kind == "LoadBalancerPool" else 2
