@@ -3,11 +3,15 @@
 Starts a local control plane (or uses the cluster of ``LBOP_KUBECONFIG``),
 the simulator and three operator replicas as processes; applies ``crds/``
 and ``examples/demo/``; shows live progress until every object is Ready;
-then kills the replica that owns the most objects and shows the others take
-them over; prints a summary table; stops everything it started, also on
-Ctrl-C. The last line is machine-readable:
+and one Service of ``type: LoadBalancer`` with the operator's class (on a
+control plane of its own, two Nodes for its members: no kubelet, Ready in
+their status); shows live progress until every object is Ready and the
+Service has its ingress; then kills the replica that owns the most objects
+and shows the others take them over; prints a summary table; stops
+everything it started, also on Ctrl-C. The last line is machine-readable:
 ``RESULT objects=… ready=… seconds=… overlaps=… lock_waits=… takeover_s=… killed_owned=… moved=…
-events_per_object=… error_lines=… apiserver_writes_per_cloud_op=… lease_writes_per_cloud_op=…``
+events_per_object=… error_lines=… apiserver_writes_per_cloud_op=… lease_writes_per_cloud_op=…
+service_ingress=…``
 (``killed_owned``: the objects the killed replica owned; ``moved``: how many of them the survivors own
 now; the write counts are ``nan`` when the API server's ``/metrics`` cannot be read, and include
 other clients' writes on a cluster the demo did not start).
@@ -37,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lb_operator.sharding import SHARD_LABEL
 from lb_operator.testing.cluster import REPO_ROOT, Cluster, apiserver_writes, open_cluster
 from lb_operator.testing.controlplane import free_port
-from lb_operator.testing.fleet import fleet, to_yaml
+from lb_operator.testing.fleet import SUBNET, fleet, to_yaml
 from lb_operator.testing.octavia import SUBNET as OCTAVIA_SUBNET
 from lb_operator.testing.octavia import OctaviaProcess
 from lb_operator.testing.processes import (
@@ -48,6 +52,7 @@ from lb_operator.testing.processes import (
 )
 
 NAMESPACE = "lb-demo"
+SERVICE = "demo-web"
 REPLICAS = 3
 LEASE = 5  # seconds: short, so the take-over shows within the demo (the product's default is 15)
 
@@ -132,6 +137,55 @@ def _until(check: Callable[[], bool], timeout: float, alive: Callable[[], None])
     return False
 
 
+def demo_service(backend: str) -> dict[str, Any]:
+    """The demo's classed Service: HTTP over TCP and DNS over UDP, its members on the Nodes."""
+    annotations = {"lboperator.dev/member-subnet": SUBNET}
+    if backend == "octavia":
+        annotations["lboperator.dev/vip-subnet"] = OCTAVIA_SUBNET
+    else:
+        annotations["lboperator.dev/zone"] = "lpg1"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": SERVICE, "namespace": NAMESPACE, "annotations": annotations},
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": f"lboperator.dev/{backend}",
+            "selector": {"app": SERVICE},
+            "ports": [
+                {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080},
+                {"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 5353},
+            ],
+        },
+    }
+
+
+def demo_nodes() -> list[dict[str, Any]]:
+    """Two Nodes for a control plane with none (no kubelet: Ready as their status says)."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": f"demo-node-{n}"},
+            "status": {
+                "conditions": [
+                    {"type": "Ready", "status": "True", "reason": "Demo", "message": "no kubelet"}
+                ],
+                "addresses": [{"type": "InternalIP", "address": f"10.99.0.{n + 1}"}],
+            },
+        }
+        for n in range(2)
+    ]
+
+
+def _ingress(cluster: Cluster) -> str:
+    got = cluster.kubectl("get", "service", SERVICE, "-n", NAMESPACE, "-o", "json")
+    if got.returncode != 0:
+        return ""
+    ingress = json.loads(got.stdout).get("status", {}).get("loadBalancer", {}).get("ingress") or []
+    return ",".join(str(i.get("ip")) for i in ingress)
+
+
 def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespace) -> tuple[str, bool]:
     say = print
     applied = cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
@@ -183,6 +237,11 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
         say(f"the API server's write counts cannot be read: {error}")
         writes_before = None
     started = time.monotonic()
+    if cluster.control_plane is not None:  # our own control plane has no Nodes: two, for the members
+        made = cluster.kubectl("create", "-f", "-", input=to_yaml(demo_nodes()))
+        if made.returncode != 0:
+            raise RuntimeError(f"creating the demo Nodes failed: {made.stderr}")
+    fleet_yaml = fleet_yaml.rstrip("\n") + "\n---\n" + to_yaml([demo_service(args.backend)])
     applied = cluster.kubectl("apply", "-f", "-", input=fleet_yaml, timeout=300)
     if applied.returncode != 0:
         raise RuntimeError(f"applying the demo fleet failed: {applied.stderr}")
@@ -200,7 +259,7 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
             f"{time.monotonic() - started:6.1f}s {_bar(ready, total)} Ready {ready}/{total}  "
             f"lock hand-overs {handovers:.0f}  per replica {shares}  overlaps {stats['overlaps']}"
         )
-        return bool(total) and ready == total
+        return bool(total) and ready == total and bool(_ingress(cluster))
 
     converged = _until(all_ready, args.timeout, alive)
     seconds = time.monotonic() - started
@@ -255,6 +314,9 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
         )
         say(f"taken over in {takeover:.1f}s (member lease {LEASE}s); objects per replica now: {shares}")
 
+    listed = cluster.kubectl("get", "service", SERVICE, "-n", NAMESPACE)
+    say(f"the classed Service (its tree is {SERVICE}'s objects above):\n{listed.stdout.rstrip()}")
+    ingress = _ingress(cluster)
     stats = simulator.stats()
     events = _events(cluster)
     posted = sum(e.get("count", 1) for e in events)
@@ -296,7 +358,8 @@ def _run(cluster: Cluster, logs: Path, stack: ExitStack, args: argparse.Namespac
         f"RESULT objects={total} ready={ready} seconds={seconds:.1f} overlaps={overlaps} "
         f"lock_waits={lock_waits:.0f} takeover_s={takeover:.1f} killed_owned={len(mine)} moved={moved} "
         f"events_per_object={posted / max(total, 1):.2f} error_lines={errors} "
-        f"apiserver_writes_per_cloud_op={per_change:.2f} lease_writes_per_cloud_op={lease_per_change:.2f}"
+        f"apiserver_writes_per_cloud_op={per_change:.2f} lease_writes_per_cloud_op={lease_per_change:.2f} "
+        f"service_ingress={ingress or 'none'}"
     )
     return line, converged and overlaps == 0 and not math.isnan(takeover) and moved == len(mine) > 0
 
