@@ -314,6 +314,7 @@ def _as_cloudscale(item: dict[str, Any], collection: str) -> dict[str, Any]:
     shaped["enabled"] = item.get("admin_state_up", True)
     if collection == "load-balancers":
         shaped["status"] = item["provisioning_status"]
+        shaped["vip_addresses"] = [{"address": item["vip_address"]}] if item.get("vip_address") else []
     elif collection == "pools":
         shaped["load_balancer"] = {"uuid": item["loadbalancers"][0]["id"]}
         shaped["algorithm"] = item["lb_algorithm"].lower()

@@ -18,13 +18,17 @@ import yaml
 from operator_harness import ON_OCTAVIA, is_ready, wait_for
 
 from lb_operator.services.translate import ANNOTATION_MEMBER_SUBNET as MEMBER_SUBNET
+from lb_operator.services.translate import ANNOTATION_MEMBERS as MEMBERS
 from lb_operator.services.translate import FINALIZER, SERVICE_LABEL
 from lb_operator.sharding import SHARD_LABEL
 from lb_operator.testing import Cluster
-from lb_operator.testing.fleet import SUBNET
+from lb_operator.testing.fleet import OCTAVIA_SUBNET, SUBNET
 from lb_operator.testing.replicas import ReplicaFleet
 
-pytestmark = pytest.mark.skipif(ON_OCTAVIA, reason="written for the simulator's cloudscale shape (zone)")
+CLASS = "lboperator.dev/octavia" if ON_OCTAVIA else "lboperator.dev/cloudscale"
+PLACE = {"service_vip_subnet": OCTAVIA_SUBNET} if ON_OCTAVIA else {"service_zone": "lpg1"}
+"""The class of this suite's backend, and where its load balancers go (cloudscale: a zone; Octavia: a VIP
+subnet), as the operator's defaults."""
 
 LEASE = 5
 
@@ -121,7 +125,7 @@ def test_a_classed_service_gets_its_tree_members_follow_the_nodes_and_deletion_e
         lease_duration=LEASE,
         shutdown_grace=1,
         service_member_subnet=SUBNET,
-        service_zone="lpg1",
+        **PLACE,
     )
     try:
         for n in range(2):
@@ -130,11 +134,11 @@ def test_a_classed_service_gets_its_tree_members_follow_the_nodes_and_deletion_e
         served_kinds = lambda: crds.kubectl("get", "lboperator", "-n", ns).returncode == 0  # noqa: E731
         wait_for("kubectl to know the kinds' category", served_kinds, 30)
         manifests = [
-            _service("web", ns, "lboperator.dev/cloudscale"),
+            _service("web", ns, CLASS),
             _service("plain", ns, None),  # no class: a cloud controller manager's, not ours
             _service("other", ns, "example.com/another"),
-            _service("api", ns, "lboperator.dev/cloudscale", ports=1),
-            _service("bad", ns, "lboperator.dev/cloudscale", annotations={MEMBER_SUBNET: "not-a-uuid"}),
+            _service("api", ns, CLASS, ports=1),
+            _service("bad", ns, CLASS, annotations={MEMBER_SUBNET: "not-a-uuid"}),
         ]
         _kubectl(crds, "apply", "-f", "-", input=yaml.safe_dump_all(manifests))
 
@@ -263,6 +267,81 @@ def test_a_classed_service_gets_its_tree_members_follow_the_nodes_and_deletion_e
         assert _generated(fleet, "web") == []
         assert fleet.simulator.list("load-balancers") == []
         assert {"DeletingLoadBalancer", "DeletedLoadBalancer"} <= set(_reasons(crds, ns, "web"))
+        assert fleet.simulator.stats()["overlaps"] == 0
+    finally:
+        fleet.stop()
+
+
+def _pod(name: str, namespace: str, app: str, node: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": app}},
+        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "example.invalid/app:1"}]},
+    }
+
+
+def test_members_from_endpoints_follow_the_endpoint_slices_the_controller_writes(
+    crds: Cluster, logs: Path, nodes: dict[str, str]
+) -> None:
+    fleet = ReplicaFleet(crds, logs, service_member_subnet=SUBNET, **PLACE)
+    try:
+        fleet.start("operator-0")
+        ns = fleet.namespace
+        node = next(iter(nodes))
+        service = _service("ep", ns, CLASS, ports=1, annotations={MEMBERS: "endpoints"})
+        pods = [_pod(f"ep-{n}", ns, "ep", node) for n in range(2)]
+        _kubectl(crds, "apply", "-f", "-", input=yaml.safe_dump_all([service, *pods]))
+        # No kubelet: the test plays its part, a pod's IP and readiness in its status.
+        for n in range(2):
+            status = {
+                "status": {
+                    "phase": "Running",
+                    "podIP": f"10.244.1.{n + 5}",
+                    "podIPs": [{"ip": f"10.244.1.{n + 5}"}],
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                }
+            }
+            _kubectl(
+                crds,
+                "patch",
+                "pod",
+                f"ep-{n}",
+                "-n",
+                ns,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                json.dumps(status),
+            )
+
+        # kube-controller-manager's EndpointSlice controller lists the ready pods; they become members.
+        wanted = {("10.244.1.5", 8080), ("10.244.1.6", 8080)}
+        wait_for("members for the ready pods", lambda: _cloud_members(fleet) == wanted, 120, interval=0.5)
+        slices = _get(crds, "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=ep")["items"]
+        assert slices, "the EndpointSlice controller wrote no slice"
+        assert [o["metadata"]["name"] for o in fleet.objects() if o["kind"] == "LoadBalancerPoolMember"]
+
+        # A pod that is not ready any more leaves the slice's ready endpoints, and the pool.
+        unready = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+        _kubectl(
+            crds,
+            "patch",
+            "pod",
+            "ep-1",
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(unready),
+        )
+        wait_for(
+            "the unready pod's member to go",
+            lambda: _cloud_members(fleet) == {("10.244.1.5", 8080)},
+            120,
+            0.5,
+        )
         assert fleet.simulator.stats()["overlaps"] == 0
     finally:
         fleet.stop()
