@@ -137,7 +137,7 @@ class ServiceController:
         after = translate.eligible_nodes([body]) if event != "DELETED" else []
         if before != after:  # a heartbeat changes nothing a member is made of
             for key, service in self._services.items():
-                if translate._annotation(service, translate.ANNOTATION_MEMBERS) in (None, "nodes"):
+                if translate.annotation(service, translate.ANNOTATION_MEMBERS) in (None, "nodes"):
                     self._mark(key)
 
     def slice_event(self, event: str | None, body: Body) -> None:

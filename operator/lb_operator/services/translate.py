@@ -125,7 +125,8 @@ def _endpoints(slices: Sequence[Body], port_name: str) -> list[tuple[str, int]]:
     return sorted(found)
 
 
-def _annotation(service: Body, key: str) -> str | None:
+def annotation(service: Body, key: str) -> str | None:
+    """The Service's annotation ``key``, stripped; ``None`` when it has none."""
     value = ((service.get("metadata") or {}).get("annotations") or {}).get(key)
     return str(value).strip() if value is not None else None
 
@@ -147,12 +148,12 @@ def generate(
     metadata = service["metadata"]
     spec = service.get("spec") or {}
     namespace, name = str(metadata["namespace"]), str(metadata["name"])
-    members_from = _annotation(service, ANNOTATION_MEMBERS) or "nodes"
+    members_from = annotation(service, ANNOTATION_MEMBERS) or "nodes"
     if members_from not in ("nodes", "endpoints"):
         raise BadService(
             f"annotation {ANNOTATION_MEMBERS}: {members_from!r} is neither `nodes` nor `endpoints`"
         )
-    subnet = _annotation(service, ANNOTATION_MEMBER_SUBNET) or defaults.member_subnet
+    subnet = annotation(service, ANNOTATION_MEMBER_SUBNET) or defaults.member_subnet
     if not subnet:
         raise BadService(
             f"no member subnet: annotate the Service with {ANNOTATION_MEMBER_SUBNET}: <subnet UUID>, or set "
@@ -160,13 +161,13 @@ def generate(
         )
     if not _UUID.match(subnet):
         raise BadService(f"annotation {ANNOTATION_MEMBER_SUBNET}: {subnet!r} is not a subnet UUID")
-    algorithm = _annotation(service, ANNOTATION_ALGORITHM) or "round_robin"
+    algorithm = annotation(service, ANNOTATION_ALGORITHM) or "round_robin"
     if algorithm not in ALGORITHMS:
         raise BadService(
             f"annotation {ANNOTATION_ALGORITHM}: {algorithm!r} is not one of {', '.join(ALGORITHMS)}"
         )
     lb_spec: dict[str, Any] = {}
-    zone = _annotation(service, ANNOTATION_ZONE) or defaults.zone
+    zone = annotation(service, ANNOTATION_ZONE) or defaults.zone
     if zone:
         if not _ZONE.match(zone):
             raise BadService(f"annotation {ANNOTATION_ZONE}: {zone!r} is not a zone name")
@@ -176,10 +177,10 @@ def generate(
             f"no zone: annotate the Service with {ANNOTATION_ZONE}: <zone, e.g. lpg1>, or set the "
             "operator's LBOP_SERVICE_ZONE (chart value services.zone)"
         )
-    flavor = _annotation(service, ANNOTATION_FLAVOR)
+    flavor = annotation(service, ANNOTATION_FLAVOR)
     if flavor:
         lb_spec["flavor"] = flavor
-    vip_subnet = _annotation(service, ANNOTATION_VIP_SUBNET) or defaults.vip_subnet
+    vip_subnet = annotation(service, ANNOTATION_VIP_SUBNET) or defaults.vip_subnet
     if vip_subnet:
         if not _UUID.match(vip_subnet):
             raise BadService(f"annotation {ANNOTATION_VIP_SUBNET}: {vip_subnet!r} is not a subnet UUID")
