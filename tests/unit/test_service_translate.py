@@ -176,3 +176,16 @@ def test_only_its_own_class_is_ours_and_ingress_waits_for_ready() -> None:
     assert translate.ingress(None) == []
     assert translate.ingress(building) == []
     assert translate.ingress(ready) == [{"ip": "192.0.2.7"}]
+
+
+def test_source_ranges_become_the_listeners_allowed_cidrs_and_a_bad_one_is_refused() -> None:
+    objects = translate.generate(
+        _service(loadBalancerSourceRanges=["192.0.2.0/24"]), DEFAULTS, nodes=[_node("a", "10.0.0.1")]
+    )
+    assert {tuple(li["spec"]["allowedCIDRs"]) for li in _by_kind(objects, "LoadBalancerListener")} == {
+        ("192.0.2.0/24",)
+    }
+    for made in objects:
+        assert "blockOwnerDeletion" not in made["metadata"]["ownerReferences"][0]
+    with pytest.raises(BadService, match="loadBalancerSourceRanges"):
+        translate.generate(_service(loadBalancerSourceRanges=["nope"]), DEFAULTS)

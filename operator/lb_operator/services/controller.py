@@ -29,9 +29,19 @@ under its tree's lock, Ready in their status. Node and endpoint changes
 arrive as member objects applied together, and the tree's queue serves
 them back to back under one hold of its lock.
 
-Writes to a Service are fenced on the version this replica read (a
-resourceVersion precondition): a replica that was frozen or cut off and
-resumes with an old view is refused, and looks again.
+What a sync decides, it decides on the Service read afresh (a consistent
+read; one that is gone is forgotten), and only once the replica's mirror
+has listed the generated objects; before the finalizer goes, what is left
+is listed from the API server too. Writes to a Service are fenced on the
+version read (a resourceVersion precondition): a replica that was frozen
+or cut off and resumes with an old view is refused, and looks again. The
+generated objects are applied only if they are this Service's (their
+ownerReference), and only while the tree is still this replica's (looked
+at before each apply); an apply the API server rejects (an immutable field
+changed, a name another object has) is said in the condition and an Event,
+not retried for ever. Not proven as a cloud write is: a replica frozen
+between that look and its apply may apply the Nodes it last saw, until the
+owner's next look sets them back.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -98,6 +109,7 @@ class ServiceController:
         defaults: Defaults,
         owns: Callable[[str], bool],
     ) -> None:
+        self._api = api
         self._core = client.CoreV1Api(api)
         self._objects = client.CustomObjectsApi(api)
         self._mirror = mirror
@@ -137,7 +149,7 @@ class ServiceController:
         after = translate.eligible_nodes([body]) if event != "DELETED" else []
         if before != after:  # a heartbeat changes nothing a member is made of
             for key, service in self._services.items():
-                if translate.annotation(service, translate.ANNOTATION_MEMBERS) in (None, "nodes"):
+                if (translate.annotation(service, translate.ANNOTATION_MEMBERS) or "nodes") == "nodes":
                     self._mark(key)
 
     def slice_event(self, event: str | None, body: Body) -> None:
@@ -198,7 +210,10 @@ class ServiceController:
     async def _sync_one(self, key: str) -> None:
         try:
             await self.sync(key)
-        except (*TRANSIENT, Stale) as error:
+        except Gone:
+            self._services.pop(key, None)  # no DELETED may come for it (a relist tells nothing of it)
+            self._failures.pop(key, None)
+        except (*TRANSIENT, Stale, NotYet) as error:
             failures = self._failures[key] = self._failures.get(key, 0) + 1
             delay = min(RETRY * 2 ** (failures - 1), RESYNC)
             logger.info("Service %s: %s; looking again in %.0fs", key, error, delay)
@@ -210,25 +225,35 @@ class ServiceController:
 
     # -- the work --------------------------------------------------------------------------------
 
-    def generated(self, namespace: str, name: str) -> list[Body]:
-        """The objects generated for the Service ``namespace/name``, as last heard."""
-        return [
-            body
-            for body in self._mirror.bodies()
-            if (body.get("metadata") or {}).get("namespace") == namespace
-            and ((body.get("metadata") or {}).get("labels") or {}).get(SERVICE_LABEL) == name
-        ]
+    def generated(self, namespace: str, name: str, uid: str | None = None) -> list[Body]:
+        """The objects generated for the Service ``namespace/name`` (of ``uid``: owned by it), as last
+        heard."""
+        found: list[Body] = []
+        for body in self._mirror.bodies():
+            metadata = body.get("metadata") or {}
+            if (
+                metadata.get("namespace") != namespace
+                or (metadata.get("labels") or {}).get(SERVICE_LABEL) != name
+            ):
+                continue
+            if uid is not None and not _owned_by(body, uid):
+                continue  # labelled so, but not made for this Service: never touched
+            found.append(body)
+        return found
 
     async def sync(self, key: str) -> None:
         """Make the Service ``key``'s generated objects and status what it asks for (see the module)."""
-        service = self._services.get(key)
-        if service is None:
+        heard = self._services.get(key)
+        if heard is None:
             return
         namespace, name = key.split("/", 1)
-        lb_name = translate.load_balancer_name(service)
-        if not self._owns(_key(namespace, lb_name)):
+        if not self._owns(_key(namespace, translate.load_balancer_name(heard))):
             return
-        finalizers = (service.get("metadata") or {}).get("finalizers") or []
+        if not self._mirror.synced():  # what is there is not known yet: neither make nor delete
+            raise NotYet("this replica has not listed the generated objects yet")
+        service = await self._read(namespace, name)  # the decisions are taken on the Service as it is now
+        uid = str(service["metadata"]["uid"])
+        finalizers = service["metadata"].get("finalizers") or []
         if not (translate.wants_load_balancer(service) and translate.is_ours(service, self.defaults.backend)):
             await self._tear_down(service, namespace, name, finalizers)
             return
@@ -240,28 +265,41 @@ class ServiceController:
                 slices=list(self._slices.get(key, {}).values()),
             )
         except BadService as error:  # nothing applied; said once, in a condition and an Event
-            conditions = _conditions(service, False, "SyncLoadBalancerFailed", str(error))
-            if conditions is not None:
-                await self._patch_service(service, {"status": {"conditions": conditions}}, status=True)
-                self._event(
-                    service, "Warning", "SyncLoadBalancerFailed", f"Error syncing load balancer: {error}"
-                )
+            await self._failed(service, str(error))
             return
         if FINALIZER not in finalizers:
-            await self._add_finalizer(service)
+            service = await self._add_finalizer(service)
             self._event(service, "Normal", "EnsuringLoadBalancer", "Ensuring load balancer")
-        current = {(b.get("kind"), b["metadata"]["name"]): b for b in self.generated(namespace, name)}
-        changed = 0
+        named = {(b.get("kind"), b["metadata"]["name"]): b for b in self.generated(namespace, name)}
+        current = {k: b for k, b in named.items() if _owned_by(b, uid)}
+        changed, refused = 0, []
         for manifest in wanted:
-            have = current.pop((manifest["kind"], manifest["metadata"]["name"]), None)
-            if have is None or not _applied(manifest, have):
+            kind, object_name = manifest["kind"], manifest["metadata"]["name"]
+            have = current.pop((kind, object_name), None)
+            if have is None and (kind, object_name) in named:
+                refused.append(f"{kind} {object_name} exists and is not this Service's; rename one of them")
+                continue
+            if have is not None and (_applied(manifest, have) or "deletionTimestamp" in have["metadata"]):
+                continue  # as wanted, or on its way out (made again once it is gone)
+            if not self._owns(_key(namespace, translate.load_balancer_name(service))):
+                return  # the tree moved to another replica meanwhile: it goes on from there
+            try:
                 await self._apply(manifest)
-                changed += 1
-        for (kind, object_name), _ in sorted(current.items(), key=lambda item: _order(str(item[0][0]))):
-            await self._delete(str(kind), namespace, object_name)
+            except ApiException as error:
+                if error.status not in (400, 403, 422):
+                    raise
+                refused.append(f"{kind} {object_name}: {_reason(error)}")
+                continue
             changed += 1
+        for (kind, object_name), body in sorted(current.items(), key=lambda item: _order(str(item[0][0]))):
+            if "deletionTimestamp" not in body["metadata"]:
+                await self._delete(str(kind), namespace, object_name)
+                changed += 1
+        if refused:  # what could be applied was; the rest is said, with what to do
+            await self._failed(service, "; ".join(refused))
+            return
         load_balancer = next(
-            (b for b in self.generated(namespace, name) if b.get("kind") == "LoadBalancer"), None
+            (b for b in self.generated(namespace, name, uid) if b.get("kind") == "LoadBalancer"), None
         )
         ingress = translate.ingress(load_balancer)
         status = (service.get("status") or {}).get("loadBalancer") or {}
@@ -283,10 +321,21 @@ class ServiceController:
         elif changed and had:
             self._event(service, "Normal", "UpdatedLoadBalancer", "Updated load balancer with new hosts")
 
+    async def _failed(self, service: Body, message: str) -> None:
+        """Say once, in the condition and a Warning Event, why the Service is not served as it asks."""
+        conditions = _conditions(service, False, "SyncLoadBalancerFailed", message)
+        if conditions is not None:
+            await self._patch_service(service, {"status": {"conditions": conditions}}, status=True)
+            self._event(
+                service, "Warning", "SyncLoadBalancerFailed", f"Error syncing load balancer: {message}"
+            )
+
     async def _tear_down(self, service: Body, namespace: str, name: str, finalizers: list[str]) -> None:
         """One step a sync: delete what is left, then clear the ingress (a Service that stays, of another
-        type now), then remove the finalizer. Each write's own event brings the next step."""
-        left = self.generated(namespace, name)
+        type now), then remove the finalizer. Each write's own event brings the next step. What is left
+        is read from the API (a consistent LIST) before the finalizer goes, not only from the mirror."""
+        uid = str(service["metadata"]["uid"])
+        left = self.generated(namespace, name, uid) or await self._list_generated(namespace, name, uid)
         if left:
             if not any("deletionTimestamp" in b["metadata"] for b in left):
                 self._event(service, "Normal", "DeletingLoadBalancer", "Deleting load balancer")
@@ -328,8 +377,40 @@ class ServiceController:
             if error.status != 404:
                 raise
 
-    async def _patch_service(self, service: Body, patch: dict[str, Any], *, status: bool = False) -> None:
-        """A merge patch fenced on the version heard: ``Stale`` if the Service changed since."""
+    async def _read(self, namespace: str, name: str) -> dict[str, Any]:
+        """The Service as it is now (a consistent read); ``Gone`` if there is none."""
+        try:
+            found = await self._core.read_namespaced_service(name, namespace, _request_timeout=API_TIMEOUT)
+        except ApiException as error:
+            if error.status == 404:
+                raise Gone(f"{namespace}/{name}") from None
+            raise
+        return _as_dict(self._api, found)
+
+    async def _list_generated(self, namespace: str, name: str, uid: str) -> list[Body]:
+        """The objects made for the Service ``uid``, read from the API (consistent LISTs, by label)."""
+        found: list[Body] = []
+        for kind in ALL_KINDS:
+            listed = await self._objects.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                kind.plural,
+                label_selector=f"{SERVICE_LABEL}={name}",
+                _request_timeout=API_TIMEOUT,
+            )
+            assert isinstance(listed, dict), "a list of custom objects is a JSON object"
+            for item in listed.get("items", []):
+                item.setdefault("kind", kind.kind)
+                if _owned_by(item, uid):
+                    found.append(item)
+        return found
+
+    async def _patch_service(
+        self, service: Body, patch: dict[str, Any], *, status: bool = False
+    ) -> dict[str, Any]:
+        """A merge patch fenced on the version read: ``Stale`` if the Service changed since, ``Gone`` if
+        it went; returns the Service as written."""
         metadata = service["metadata"]
         patch = {
             **patch,
@@ -337,7 +418,7 @@ class ServiceController:
         }
         write = self._core.patch_namespaced_service_status if status else self._core.patch_namespaced_service
         try:
-            await write(
+            written = await write(
                 metadata["name"],
                 metadata["namespace"],
                 patch,
@@ -345,15 +426,16 @@ class ServiceController:
                 _request_timeout=API_TIMEOUT,
             )
         except ApiException as error:
-            if error.status in (404, 409):
-                raise Stale(
-                    f"the Service changed or went since version {metadata['resourceVersion']}"
-                ) from None
+            if error.status == 404:
+                raise Gone(f"{metadata['namespace']}/{metadata['name']}") from None
+            if error.status == 409:
+                raise Stale(f"the Service changed since version {metadata['resourceVersion']}") from None
             raise
+        return _as_dict(self._api, written)
 
-    async def _add_finalizer(self, service: Body) -> None:
+    async def _add_finalizer(self, service: Body) -> dict[str, Any]:
         finalizers = list((service.get("metadata") or {}).get("finalizers") or [])
-        await self._patch_service(service, {"metadata": {"finalizers": [*finalizers, FINALIZER]}})
+        return await self._patch_service(service, {"metadata": {"finalizers": [*finalizers, FINALIZER]}})
 
     async def _remove_finalizer(self, service: Body) -> None:
         finalizers = [f for f in (service.get("metadata") or {}).get("finalizers") or [] if f != FINALIZER]
@@ -377,7 +459,36 @@ class ServiceController:
 
 
 class Stale(Exception):
-    """A write to a Service was refused: it changed since this replica heard of it."""
+    """A write to a Service was refused: it changed since this replica read it."""
+
+
+class Gone(Exception):
+    """The Service is gone (a relist after a 410 tells nothing of what went meanwhile): forget it."""
+
+
+class NotYet(Exception):
+    """This replica cannot tell yet what is there (its mirror has not listed): look again soon."""
+
+
+def _owned_by(body: Body, uid: str) -> bool:
+    return any(o.get("uid") == uid for o in (body.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def _reason(error: ApiException) -> str:
+    """The API server's message for a refused write (its Status body), else its reason."""
+    try:
+        message = json.loads(error.body or "{}").get("message")
+    except (TypeError, ValueError):
+        message = None
+    return str(message or error.reason or error.status)
+
+
+def _as_dict(api: client.ApiClient, found: Any) -> dict[str, Any]:
+    """A core object as the API server's JSON (the client returns models; the code here reads dicts)."""
+    if isinstance(found, dict):
+        return found
+    body: dict[str, Any] = api.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
+    return body
 
 
 CONDITION = "LoadBalancerSynced"

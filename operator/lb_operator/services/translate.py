@@ -10,7 +10,8 @@ listener on the port and a health monitor (TCP, or UDP connect for a UDP
 port), named ``svc-<name>-<port>`` (the port's name, or ``<protocol>-<port>``);
 and the pool's members: each eligible Node's InternalIP with the port's
 ``nodePort`` (the default), or with ``lboperator.dev/members: endpoints``
-each ready endpoint's address with its target port.
+each ready endpoint's address with its target port. The Service's
+``loadBalancerSourceRanges`` become each listener's ``allowedCIDRs``.
 """
 
 from __future__ import annotations
@@ -202,6 +203,14 @@ def generate(
                 f"{ANNOTATION_MEMBERS}: endpoints to send traffic to the pods instead"
             )
 
+    ranges = [str(r).strip() for r in spec.get("loadBalancerSourceRanges") or []]
+    for cidr in ranges:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise BadService(f"spec.loadBalancerSourceRanges: {cidr!r} is not a CIDR") from None
+    allowed: dict[str, Any] = {"allowedCIDRs": ranges} if ranges else {}
+
     lb_name = load_balancer_name(service)
     owner = {
         "apiVersion": "v1",
@@ -209,7 +218,9 @@ def generate(
         "name": name,
         "uid": str(metadata["uid"]),
         "controller": True,
-        "blockOwnerDeletion": True,
+        # No blockOwnerDeletion: it would need `update` on services/finalizers where the
+        # OwnerReferencesPermissionEnforcement admission plugin runs, and the Service waits for its
+        # tree through this operator's finalizer anyway.
     }
 
     def made(kind: str, object_name: str, object_spec: dict[str, Any]) -> dict[str, Any]:
@@ -243,7 +254,7 @@ def generate(
             made(
                 "LoadBalancerListener",
                 f"{pool}-listener",
-                {**parent, "protocol": protocol, "protocolPort": int(port["port"])},
+                {**parent, "protocol": protocol, "protocolPort": int(port["port"]), **allowed},
             )
         )
         monitor: dict[str, Any] = {**parent, "type": "udp-connect" if udp else "tcp"}

@@ -261,6 +261,7 @@ CAN_I = [
     ("create", "loadbalancers.lboperator.dev", "any namespace", True),
     ("delete", "services", "any namespace", False),
     ("patch", "nodes", "cluster", False),
+    ("get", "endpointslices.discovery.k8s.io", "any namespace", False),
 ]
 
 
