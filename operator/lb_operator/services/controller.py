@@ -122,7 +122,13 @@ class ServiceController:
         self._failures: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._stop_listening: Callable[[], None] | None = None
+        # The generated objects by Service (key → UID → object), kept from the mirror's events: a sync
+        # looks up its own, not every object of the fleet.
+        self._made: dict[str, dict[str, Body]] = {}
+        self._filed: dict[str, str] = {}  # UID → the key it is filed under
+        for body in mirror.bodies():
+            self._note(body, "ADDED")
+        self._stop_listening: Callable[[], None] | None = mirror.listen(self._generated_event)
 
     # -- what is heard ---------------------------------------------------------------------------
 
@@ -167,10 +173,27 @@ class ServiceController:
             self._mark(key)
 
     def _generated_event(self, kind: str, event: str, body: Body) -> None:
+        key = self._note(body, event)
+        if key is not None:
+            self._mark(key)
+
+    def _note(self, body: Body, event: str) -> str | None:
+        """Keep ``body`` in the index if it was made for a Service; return that Service's key."""
         metadata = body.get("metadata") or {}
         service = (metadata.get("labels") or {}).get(SERVICE_LABEL)
-        if service:
-            self._mark(_key(str(metadata.get("namespace")), str(service)))
+        uid = str(metadata.get("uid"))
+        filed = self._filed.pop(uid, None)  # a label may change: filed under one Service only
+        if filed is not None:
+            self._made[filed].pop(uid, None)
+            if not self._made[filed]:
+                del self._made[filed]
+        if not service:
+            return None
+        key = _key(str(metadata.get("namespace")), str(service))
+        if event != "DELETED":
+            self._made.setdefault(key, {})[uid] = body
+            self._filed[uid] = key
+        return key
 
     def _mark(self, key: str) -> None:
         self._dirty.add(key)
@@ -180,12 +203,12 @@ class ServiceController:
 
     def start(self) -> None:
         if self._task is None:
-            self._stop_listening = self._mirror.listen(self._generated_event)
             self._task = asyncio.create_task(self._run(), name="services")
 
     async def stop(self) -> None:
         if self._stop_listening is not None:
             self._stop_listening()
+            self._stop_listening = None
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -228,18 +251,9 @@ class ServiceController:
     def generated(self, namespace: str, name: str, uid: str | None = None) -> list[Body]:
         """The objects generated for the Service ``namespace/name`` (of ``uid``: owned by it), as last
         heard."""
-        found: list[Body] = []
-        for body in self._mirror.bodies():
-            metadata = body.get("metadata") or {}
-            if (
-                metadata.get("namespace") != namespace
-                or (metadata.get("labels") or {}).get(SERVICE_LABEL) != name
-            ):
-                continue
-            if uid is not None and not _owned_by(body, uid):
-                continue  # labelled so, but not made for this Service: never touched
-            found.append(body)
-        return found
+        made = self._made.get(_key(namespace, name), {}).values()
+        # Labelled so, but not made for this Service (no ownerReference to ``uid``): never touched.
+        return [body for body in made if uid is None or _owned_by(body, uid)]
 
     async def sync(self, key: str) -> None:
         """Make the Service ``key``'s generated objects and status what it asks for (see the module)."""

@@ -1,14 +1,13 @@
 """``make demo``: the whole product on one machine, with no cloud account and no Docker.
 
 Starts a local control plane (or uses the cluster of ``LBOP_KUBECONFIG``),
-the simulator and three operator replicas as processes; applies ``crds/``
-and ``examples/demo/``; shows live progress until every object is Ready;
-and one Service of ``type: LoadBalancer`` with the operator's class (on a
-control plane of its own, two Nodes for its members: no kubelet, Ready in
-their status); shows live progress until every object is Ready and the
-Service has its ingress; then kills the replica that owns the most objects
-and shows the others take them over; prints a summary table; stops
-everything it started, also on Ctrl-C. The last line is machine-readable:
+the simulator and three operator replicas as processes; applies ``crds/``,
+``examples/demo/`` and one Service of ``type: LoadBalancer`` with the
+operator's class (on a control plane of its own, two Nodes for its
+members: no kubelet, Ready in their status); shows live progress until
+every object is Ready and the Service has its ingress; then kills the
+replica that owns the most objects and shows the others take them over;
+prints a summary table; stops everything it started, also on Ctrl-C. The last line is machine-readable:
 ``RESULT objects=… ready=… seconds=… overlaps=… lock_waits=… takeover_s=… killed_owned=… moved=…
 events_per_object=… error_lines=… apiserver_writes_per_cloud_op=… lease_writes_per_cloud_op=…
 service_ingress=…``
